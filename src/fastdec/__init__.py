@@ -1,0 +1,1 @@
+"""fastdec: fast diffusion decoders for image tokenizers."""

@@ -1,0 +1,5 @@
+import sys
+
+from fastdec.cli.main import main
+
+sys.exit(main())

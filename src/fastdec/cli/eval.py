@@ -1,0 +1,36 @@
+"""Reconstruct held-out images and report PSNR, SSIM, rFID, NFE, FLOPs and decode time."""
+
+import json
+
+from fastdec.cli.common import add_decode_args, decode_settings, write_json
+
+
+def add_parser(p):
+    p.add_argument("--model", required=True, help="export directory, bundled name or thumbnail-N")
+    p.add_argument("--data", default="photos-val", help="'photos-val' or a folder of images")
+    p.add_argument("--json", help="write the metrics here")
+    p.add_argument("--limit", type=int, default=64, help="at most this many images")
+    p.add_argument("--no-rfid", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    add_decode_args(p)
+
+
+def run(args):
+    from tqdm import tqdm
+
+    from fastdec.data import load_eval_images
+    from fastdec.eval.evaluate import evaluate
+    from fastdec.hub import load_model
+
+    model = load_model(args.model, resolution=args.resolution)
+    images, _, report = load_eval_images(args.data, model.resolution, args.limit)
+    with tqdm(total=images.shape[0], desc="decode", unit="img") as bar:
+        result, _ = evaluate(
+            model, images, batch_size=args.batch_size, seed=args.seed, rfid=not args.no_rfid,
+            threads=args.threads, progress=bar.update, **decode_settings(args),
+        )  # fmt: skip
+    result = {"model": args.model, **result, "data": report}
+    print(json.dumps({k: v for k, v in result.items() if k != "data"}, indent=2))
+    if args.json:
+        write_json(args.json, result)
+    return 0

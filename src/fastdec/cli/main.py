@@ -1,0 +1,32 @@
+"""``fastdec`` command line: one thin module per subcommand."""
+
+import argparse
+import sys
+
+from fastdec.cli import eval as eval_cmd
+from fastdec.cli import reconstruct, train
+
+COMMANDS = {"train": train, "eval": eval_cmd, "reconstruct": reconstruct}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastdec", description="Fast diffusion decoders for image tokenizers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(sub.add_parser(name, help=module.__doc__.splitlines()[0]))
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"fastdec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

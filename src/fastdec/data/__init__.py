@@ -1,0 +1,127 @@
+"""Data: embedded photos, image folders, and the two entry points the training and eval code use.
+
+A ``source`` string names the data: ``"photos"`` is the embedded photo set (no download, see
+``photos.py``); ``"photos-val"`` is its held-out split; anything else is a folder of images.
+"""
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from fastdec.data.folder import (
+    IMAGE_EXTENSIONS,
+    ImageFolder,
+    from_uint8,
+    save_images,
+    to_uint8,
+)
+from fastdec.data.photos import (
+    PHOTO_SOURCES,
+    TRAIN_PHOTOS,
+    VAL_PHOTOS,
+    CropParams,
+    PhotoCrops,
+    load_photo,
+    validation_crops,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PHOTO_SOURCES",
+    "TRAIN_PHOTOS",
+    "VAL_PHOTOS",
+    "CropParams",
+    "ImageFolder",
+    "PhotoCrops",
+    "build_dataset",
+    "from_uint8",
+    "load_eval_images",
+    "load_photo",
+    "save_images",
+    "to_uint8",
+    "validation_crops",
+]
+
+DEFAULT_TRAIN_LENGTH = 100_000
+DEFAULT_VAL_LENGTH = 64
+
+
+def _folder(source: str, resolution: int) -> ImageFolder:
+    if not Path(source).exists():
+        raise FileNotFoundError(
+            f"data source {source!r} is neither an embedded set ('photos', 'photos-val') "
+            "nor an existing folder"
+        )
+    return ImageFolder(source, resolution)
+
+
+def build_dataset(
+    source: str, resolution: int, *, split: str = "train", seed: int = 0, length: int | None = None
+) -> Dataset:
+    """The dataset a training run reads; every item is a float32 (3, R, R) tensor in [-1, 1].
+
+    Args:
+        source: ``"photos"`` for the embedded photos, otherwise a folder path.
+        resolution: output side R.
+        split: ``"train"`` (random crops of ``TRAIN_PHOTOS``) or ``"val"`` (the fixed crops
+            of ``validation_crops``, items 0..length-1). A folder is its own split: both
+            values give the whole folder; name a different folder for validation.
+        seed: crop seed for ``"photos"`` (a folder has no randomness).
+        length: number of items for ``"photos"`` (default 100_000 for train, 64 for val);
+            must be left ``None`` for a folder, whose length is its image count.
+
+    Returns:
+        A ``PhotoCrops`` or an ``ImageFolder``.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if source == "photos":
+        names, default = (
+            (TRAIN_PHOTOS, DEFAULT_TRAIN_LENGTH) if split == "train" else (VAL_PHOTOS, DEFAULT_VAL_LENGTH)
+        )
+        return PhotoCrops(names, resolution, default if length is None else length, seed)
+    if length is not None:
+        raise ValueError(
+            f"length applies to source='photos' only; the folder {source!r} "
+            f"has as many items as images, got length={length}"
+        )
+    return _folder(source, resolution)
+
+
+def load_eval_images(
+    source: str, resolution: int, limit: int = DEFAULT_VAL_LENGTH
+) -> tuple[torch.Tensor, list[str], dict]:
+    """Load the images ``fastdec eval --data`` reconstructs.
+
+    Args:
+        source: ``"photos-val"`` (or ``"photos"``) for ``limit`` fixed validation crops;
+            otherwise a folder, of which the first ``limit`` images in sorted order are used.
+        resolution: output side R.
+        limit: maximum number of images.
+
+    Returns:
+        images: float32 tensor of shape (N, 3, R, R) in [-1, 1].
+        names: N names (relative paths for a folder) usable with ``save_images``.
+        report: ``n_images`` (found), ``n_used``, ``n_bad``, ``bad`` (path, reason) and the
+            source; for a folder, also the fields of ``ImageFolder.report()``.
+    """
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    if source in ("photos-val", "photos"):
+        images = validation_crops(resolution, limit)
+        names = [f"photos-val-{i:04d}" for i in range(limit)]
+        report = {
+            "source": "photos-val",
+            "photos": list(VAL_PHOTOS),
+            "n_images": limit,
+            "n_used": limit,
+            "n_bad": 0,
+            "bad": [],
+        }
+        return images, names, report
+    folder = _folder(source, resolution)
+    n = min(limit, len(folder))
+    images = torch.stack([folder[i] for i in range(n)])  # (N, 3, R, R)
+    report = {"source": str(source), **folder.report(), "n_used": n}
+    return images, folder.names[:n], report

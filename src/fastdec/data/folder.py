@@ -1,0 +1,244 @@
+"""Any folder of images as a dataset, plus the uint8 <-> [-1, 1] conversions used at I/O.
+
+Every candidate file is fully decoded once at construction. Files that fail (corrupt, truncated,
+not an image, over the pixel limit, unsupported mode) are kept in ``bad_files`` with the reason
+and announced in one warning; they are never silently dropped and never crash a DataLoader later.
+The cost is one decode per file at start-up, which is fine for evaluation sets and small training
+folders.
+"""
+
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard; below PIL's own 89 MP warning
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    """Convert uint8 channels-last pixels to float32 channels-first images in [-1, 1].
+
+    Args:
+        array: uint8 array of shape (H, W, 3) or (B, H, W, 3).
+
+    Returns:
+        Float32 tensor of shape (3, H, W) or (B, 3, H, W); ``x = u / 127.5 - 1``.
+    """
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        raise ValueError(
+            f"from_uint8 expects a uint8 numpy array, got {type(array).__name__} "
+            f"of dtype {getattr(array, 'dtype', None)}"
+        )
+    if array.ndim not in (3, 4) or array.shape[-1] != 3:
+        raise ValueError(f"from_uint8 expects shape (H, W, 3) or (B, H, W, 3), got {array.shape}")
+    x = torch.from_numpy(np.array(array, copy=True))  # copy: input may be read-only
+    x = x.movedim(-1, -3).contiguous()  # (..., 3, H, W)
+    return x.float() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Quantise images in [-1, 1] to uint8 channels-last pixels.
+
+    Values outside [-1, 1] (a decoder's overshoot) are clipped: that is what quantisation to
+    [0, 255] means. Non-finite values raise instead.
+
+    Args:
+        images: float tensor of shape (3, H, W) or (B, 3, H, W).
+
+    Returns:
+        uint8 array of shape (H, W, 3) or (B, H, W, 3); ``u = round((x + 1) * 127.5)``.
+    """
+    if images.ndim not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"to_uint8 expects shape (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError("to_uint8 got non-finite values (NaN or inf) in the images")
+    u = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return u.movedim(-3, -1).contiguous().numpy()  # (..., H, W, 3)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB; transparency is composited on white."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode.startswith("I"):  # 16-bit grayscale PNG/TIFF opens as I;16* or I
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"integer image with values in [{values.min()}, {values.max()}], expected 16-bit [0, 65535]"
+            )
+        gray = np.round(values / 257.0).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "F":
+        raise ValueError("unsupported floating-point image mode 'F'")
+    return image.convert("RGB")
+
+
+def _load_rgb(path: Path, max_pixels: int) -> Image.Image:
+    """Fully decode one file to RGB (first frame, EXIF orientation applied); raises on failure."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"{width}x{height} = {width * height} pixels exceeds the "
+                    f"limit of {max_pixels} (possible decompression bomb)"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _rgb(image)
+
+
+def _centre_square(image: Image.Image, resolution: int) -> Image.Image:
+    """Centre square crop resized to (resolution, resolution) with Lanczos antialiasing.
+
+    Equivalent to resizing the short side to ``resolution`` and centre cropping; done as one
+    resample so the crop is exact when the short side already equals ``resolution``.
+    """
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    box = (left, top, left + side, top + side)
+    if side == resolution:
+        return image.crop(box)
+    return image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box)
+
+
+class ImageFolder(Dataset):
+    """Every image under a folder (recursive), centre-cropped and resized to a square.
+
+    Files with extensions in ``IMAGE_EXTENSIONS`` (any case) are candidates, in sorted order of
+    their relative path. Grayscale, palette, CMYK and 16-bit images are converted to RGB;
+    transparent images are composited on white (dropping alpha would expose arbitrary colours
+    stored under transparent pixels). Images whose short side is below ``resolution`` are
+    upsampled and counted in ``report()["n_upsampled"]``.
+
+    Args:
+        folder: directory to scan.
+        resolution: output side R.
+        max_pixels: larger images are recorded as bad (decompression-bomb guard).
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        NotADirectoryError: ``folder`` is not a directory.
+        ValueError: no readable image under ``folder``.
+    """
+
+    def __init__(self, folder: str | Path, resolution: int, *, max_pixels: int = DEFAULT_MAX_PIXELS):
+        root = Path(folder)
+        if not root.exists():
+            raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+        if not root.is_dir():
+            raise NotADirectoryError(f"image folder {str(root)!r} is not a directory")
+        if not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        self.root, self.resolution, self.max_pixels = root, resolution, max_pixels
+
+        files = sorted(
+            (p for p in root.rglob("*") if p.is_file()),
+            key=lambda p: p.relative_to(root).as_posix(),
+        )
+        candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        self.skipped_extensions = dict(
+            Counter(p.suffix.lower() or "<none>" for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
+        )
+        self.paths: list[Path] = []
+        self.bad_files: list[tuple[Path, str]] = []
+        self.n_upsampled = 0
+        for path in candidates:
+            try:
+                image = _load_rgb(path, max_pixels)
+            except Exception as error:  # any decoder failure on an untrusted file = bad file
+                self.bad_files.append((path, f"{type(error).__name__}: {error}"))
+                continue
+            self.paths.append(path)
+            self.n_upsampled += min(image.size) < resolution
+
+        if self.bad_files:
+            listed = "; ".join(f"{p}: {r}" for p, r in self.bad_files[:10])
+            more = f" (and {len(self.bad_files) - 10} more)" if len(self.bad_files) > 10 else ""
+            warnings.warn(
+                f"{len(self.bad_files)} unreadable image file(s) under {root} were excluded: {listed}{more}",
+                stacklevel=2,
+            )
+        if not self.paths:
+            raise ValueError(
+                f"no readable image in {str(root)!r}: {len(candidates)} candidate "
+                f"file(s) with extensions {IMAGE_EXTENSIONS}, "
+                f"{len(self.bad_files)} bad"
+            )
+
+    @property
+    def names(self) -> list[str]:
+        """Relative POSIX paths of the good images, in dataset order."""
+        return [p.relative_to(self.root).as_posix() for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Image ``index`` as a float32 tensor of shape (3, R, R) in [-1, 1]."""
+        path = self.paths[index]
+        try:
+            image = _load_rgb(path, self.max_pixels)
+        except Exception as error:  # the file decoded at construction: it changed on disk
+            raise RuntimeError(
+                f"image {path} decoded at construction but now fails: {type(error).__name__}: {error}"
+            ) from error
+        return from_uint8(np.asarray(_centre_square(image, self.resolution)))  # (3, R, R)
+
+    def report(self) -> dict:
+        """Summary of the scan: counts, bad files with reasons, skipped non-image extensions."""
+        return {
+            "folder": str(self.root),
+            "n_images": len(self.paths),
+            "n_bad": len(self.bad_files),
+            "bad": [(str(p), reason) for p, reason in self.bad_files],
+            "n_upsampled": self.n_upsampled,
+            "skipped_extensions": dict(self.skipped_extensions),
+        }
+
+
+def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> list[Path]:
+    """Write images in [-1, 1] as 8-bit PNGs, creating folders as needed.
+
+    A name keeps its sub-folders; an image extension is replaced by ``.png``, anything else gets
+    ``.png`` appended (``"a/b.jpg"`` -> ``folder/a/b.png``).
+
+    Args:
+        images: float tensor of shape (B, 3, H, W) in [-1, 1] (clipped when quantised).
+        folder: output directory.
+        names: B distinct relative file names.
+
+    Returns:
+        The B written paths.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"save_images expects shape (B, 3, H, W), got {tuple(images.shape)}")
+    if len(names) != images.shape[0]:
+        raise ValueError(f"save_images got {images.shape[0]} images but {len(names)} names")
+    root = Path(folder)
+    paths = []
+    for name in names:
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.name:
+            raise ValueError(f"image name must be a relative path inside {root}, got {name!r}")
+        if relative.suffix.lower() in IMAGE_EXTENSIONS:
+            relative = relative.with_suffix(".png")
+        else:
+            relative = relative.with_name(relative.name + ".png")
+        paths.append(root / relative)
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"save_images got names that map to the same file: {names}")
+    for path, pixels in zip(paths, to_uint8(images), strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    return paths

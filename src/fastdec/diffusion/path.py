@@ -1,0 +1,104 @@
+"""THE flow convention of fastdec (METHOD.md §0), for a plain path and for a pyramid stage path.
+
+t = 0 is data, t = 1 is noise. The plain path is ``x_t = (1 - t) x + t eps`` with velocity
+``v = eps - x`` and clean estimate ``x_hat = x_t - t v``.
+
+A pyramid stage (METHOD.md §3) runs from a start level b (t = 1) to an end level e (t = 0):
+``y_end = (1 - e) x_end + e eps``, ``y_start = (1 - b) x_start + b eps``,
+``x_t = (1 - t) y_end + t y_start = a x_end + c x_start + d eps`` with
+``a = (1 - t)(1 - e)``, ``c = t (1 - b)``, ``d = (1 - t) e + t b`` (d is the noise level of x_t), and
+velocity ``v = y_start - y_end``. ``x_start = P x_end`` where ``P`` (down then up-sample) is a
+projection. The plain path is the stage with b = 1, e = 0.
+"""
+
+from collections.abc import Callable
+
+import torch
+
+
+def _bcast(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
+
+
+def interpolate(x: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+    """``x_t = (1 - t) x + t eps``; t a float or (B,)."""
+    t = _bcast(t, x)
+    return (1 - t) * x + t * eps
+
+
+def velocity_target(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``v = eps - x``."""
+    return eps - x
+
+
+def coefficients(t, start: float = 1.0, end: float = 0.0):
+    """Stage path coefficients (a, c, d) with ``x_t = a x_end + c x_start + d eps``."""
+    a = (1 - t) * (1 - end)
+    c = t * (1 - start)
+    d = (1 - t) * end + t * start
+    return a, c, d
+
+
+def noise_level(t, start: float = 1.0, end: float = 0.0):
+    """The noise coefficient d of x_t on a stage path (== t on the plain path)."""
+    return coefficients(t, start, end)[2]
+
+
+def velocity_from_clean(
+    x_t: torch.Tensor,
+    x_end: torch.Tensor,
+    t,
+    start: float = 1.0,
+    end: float = 0.0,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    min_noise: float = 0.05,
+) -> torch.Tensor:
+    """The velocity implied by a clean estimate of the stage end (x-prediction read as velocity).
+
+    ``eps_hat = (x_t - a x_end - c P x_end) / d`` then ``v = (1 - b) P x_end - (1 - e) x_end +
+    (b - e) eps_hat``. d is floored at ``min_noise`` (as JiT does for x-prediction) so the velocity
+    stays finite at the data end; on the plain path, one Euler step from t to 0 then returns x_end
+    exactly whenever t >= min_noise.
+    """
+    a, c, d = (_bcast(v, x_t) for v in coefficients(torch.as_tensor(t), start, end))
+    x_start = project(x_end) if project is not None else x_end
+    eps = (x_t - a * x_end - c * x_start) / d.clamp_min(min_noise)
+    return (1 - start) * x_start - (1 - end) * x_end + (start - end) * eps
+
+
+def clean_from_velocity(
+    x_t: torch.Tensor,
+    v: torch.Tensor,
+    t,
+    start: float = 1.0,
+    end: float = 0.0,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The clean stage end x_end implied by a velocity (inverse of :func:`velocity_from_clean`).
+
+    Eliminating eps gives ``(b - e) x_t - d v = b (1 - e) x_end - e (1 - b) P x_end``. Split
+    ``x_end = P x_end + (I - P) x_end``: ``P x_end = P r / (b - e)`` and
+    ``(I - P) x_end = (I - P) r / (b (1 - e))`` with r the left side. ``project=None`` means
+    ``x_start = x_end``. On the plain path this is ``x_t - t v``.
+    """
+    _, _, d = coefficients(torch.as_tensor(t), start, end)
+    r = (start - end) * x_t - _bcast(d, x_t) * v
+    if project is None:  # x_start = x_end
+        return r / (start - end)
+    if start == 1.0:  # x_start does not enter the path
+        return r / (1 - end)
+    pr = project(r)
+    return pr / (start - end) + (r - pr) / (start * (1 - end))
+
+
+def sigmoid_weight(noise: torch.Tensor, bias: float = -3.0, clamp: float = 1e-4) -> torch.Tensor:
+    """Sigmoid loss weighting (Kingma & Gao 2023; METHOD.md §2) at noise level ``noise``.
+
+    ``w = exp(b) sigmoid(lam - b) / (t (1 - t))`` with log-SNR ``lam = 2 log((1 - t) / t)``; t is
+    clamped to [clamp, 1 - clamp] so the weight is finite at both ends (the published code is NaN at
+    t = 1, METHOD.md §7.2).
+    """
+    t = noise.clamp(clamp, 1 - clamp)
+    lam = 2 * (torch.log1p(-t) - torch.log(t))
+    return torch.exp(torch.as_tensor(bias)) * torch.sigmoid(lam - bias) / (t * (1 - t))

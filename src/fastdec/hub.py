@@ -1,0 +1,35 @@
+"""Bundled models: names that resolve to export directories shipped inside the package."""
+
+from pathlib import Path
+
+BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
+
+
+def bundled_models() -> list[str]:
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model(name_or_dir: str | Path) -> Path:
+    """An existing directory as is; otherwise a bundled model name; otherwise a clear error."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    if (BUNDLED_DIR / str(name_or_dir)).is_dir():
+        return BUNDLED_DIR / str(name_or_dir)
+    raise FileNotFoundError(
+        f"no model directory {str(name_or_dir)!r} and no bundled model of that name "
+        f"(bundled: {bundled_models() or 'none'})"
+    )
+
+
+def load_model(spec: str, *, resolution: int = 32, device="cpu"):
+    """A trained tokenizer (export directory or bundled name) or a baseline codec (``thumbnail-6``)."""
+    from fastdec.models.baselines import parse_baseline
+    from fastdec.tokenizer import Tokenizer
+
+    baseline = parse_baseline(spec, resolution)
+    if baseline is not None:
+        return baseline.to(device)
+    return Tokenizer.from_pretrained(spec, device=device)

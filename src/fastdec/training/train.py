@@ -1,0 +1,72 @@
+"""Train a tokenizer from a resolved config: data, model, loss and loop wired together."""
+
+from pathlib import Path
+
+import torch
+
+from fastdec.config import Config
+from fastdec.data import build_dataset, validation_crops
+from fastdec.eval.metrics import psnr, summarize_psnr
+from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.losses.perceptual import build_perceptual
+from fastdec.tokenizer import Tokenizer
+from fastdec.training.loop import train_loop
+from fastdec.training.steps import TokenizerStep
+
+LOOP_KEYS = (
+    "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
+    "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
+)  # fmt: skip
+
+
+def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int = 64):
+    """``fn(model) -> {"psnr": dB}`` on the fixed held-out photo crops, decoded from seeds 0..N-1."""
+    images = validation_crops(resolution, n_images)
+
+    @torch.no_grad()
+    def evaluate(model: Tokenizer) -> dict:
+        values = []
+        for i in range(0, n_images, batch_size):
+            x = images[i : i + batch_size]
+            out = model.decode(model.encode(x), steps=steps, seeds=range(i, i + x.shape[0]))
+            values.append(psnr(out.clamp(-1, 1), x))
+        return {"psnr": summarize_psnr(torch.cat(values)), "steps": steps}
+
+    return evaluate
+
+
+def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
+    """Train (or resume) a tokenizer; export the EMA weights to ``run_dir/export``. Returns that path."""
+    t = config.train
+    torch.manual_seed(t.seed)  # initial weights
+    model = Tokenizer(config)
+    dataset = build_dataset(t.data, config.model.resolution, split="train", seed=t.seed)
+    loss = FlowMatchingLoss(
+        model.stages,
+        t_sampling=t.t_sampling,
+        sigmoid_bias=t.sigmoid_bias,
+        perceptual=build_perceptual(t.perceptual),
+        perceptual_weight=t.perceptual_weight,
+        perceptual_start_stage=t.perceptual_start_stage,
+    )
+    export_dir = Path(run_dir) / "export"
+
+    def export(ema_model, step):
+        meta = {"weights": "ema", "ema_decay": t.ema_decay, "steps": step, "kind": "tokenizer"}
+        ema_model.save_pretrained(export_dir, meta=meta)
+
+    eval_fn = None
+    if t.eval_every:
+        eval_fn = heldout_psnr_fn(config.model.resolution, t.eval_images, t.eval_steps)
+    train_loop(
+        run_dir=run_dir,
+        model=model,
+        step_fn=TokenizerStep(loss, config.model.cfg_dropout),
+        dataset=dataset,
+        config_json=config.to_json(),
+        eval_fn=eval_fn,
+        export_fn=export,
+        progress=progress,
+        **{k: getattr(t, k) for k in LOOP_KEYS},
+    )
+    return export_dir

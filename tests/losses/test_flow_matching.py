@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from fastdec.diffusion import path
+from fastdec.diffusion.pyramid import downsample, stage_specs
+from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.models.denoiser import stage_projection
+
+
+class OracleDecoder:
+    """Knows the clean image (passed as z) and returns the exact stage velocity."""
+
+    def __init__(self, num_stages):
+        self.num_stages = num_stages
+
+    def predict(self, x_t, t_loc, z, stage):
+        x_end = downsample(z, 2 ** (self.num_stages - 1 - stage.index))
+        project = stage_projection(stage)
+        v = path.velocity_from_clean(x_t, x_end, t_loc, stage.start, stage.end, project, min_noise=0.0)
+        return v, x_end
+
+
+@pytest.mark.parametrize("num_stages", [1, 3])
+@pytest.mark.parametrize("bias", [None, -3.0])
+def test_loss_is_zero_for_true_velocity(num_stages, bias):
+    x = torch.rand(12, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    loss_fn = FlowMatchingLoss(stage_specs(16, num_stages), sigmoid_bias=bias)
+    loss, terms = loss_fn(OracleDecoder(num_stages), x, x, torch.Generator().manual_seed(0))
+    assert loss.shape == (12,)
+    assert loss.abs().max() < 1e-12
+
+
+def test_loss_positive_and_finite_for_wrong_velocity():
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+
+    class Zero:
+        def predict(self, x_t, t_loc, z, stage):
+            return torch.zeros_like(x_t), torch.zeros_like(x_t)
+
+    loss_fn = FlowMatchingLoss(stage_specs(16, 3), sigmoid_bias=-3.0, t_sampling="uniform")
+    loss, _ = loss_fn(Zero(), x, x, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss).all() and (loss > 0).all()
+
+
+def test_perceptual_start_stage_selects_samples():
+    calls = []
+
+    def perceptual(a, b):
+        calls.append(a.shape[-1])
+        return torch.ones(a.shape[0])
+
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    loss_fn = FlowMatchingLoss(stage_specs(16, 3), perceptual=perceptual, perceptual_start_stage=1)
+    loss_fn(OracleDecoder(3), x, x, torch.Generator().manual_seed(0))
+    assert calls == [8, 16]
+    calls.clear()
+    FlowMatchingLoss(stage_specs(16, 3), perceptual=perceptual)(
+        OracleDecoder(3), x, x, torch.Generator().manual_seed(0)
+    )
+    assert calls == [16]

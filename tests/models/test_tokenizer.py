@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.tokenizer import Tokenizer
+from fastdec.training.steps import TokenizerStep
+from tests.conftest import images, tiny_tokenizer
+
+VARIANTS = [
+    (),
+    ("model.num_stages=2", "model.parameterization=x"),
+    (
+        "model.latent_kind=grid",
+        "model.enc_patch=8",
+        "model.spatial_cond=true",
+        "model.enc_stem=conv",
+        "model.dec_stem=conv",
+    ),
+]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_gradient_reaches_every_parameter(overrides):
+    model = tiny_tokenizer(*overrides).train()
+    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    loss, _ = step(model, images(8), torch.Generator().manual_seed(1))
+    loss.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_decode_shapes_and_per_sample_seeds(overrides):
+    model = tiny_tokenizer(*overrides)
+    z = model.encode(images(3))
+    assert z.shape == (3, 4, 4)
+    batch = model.decode(z, steps=3, guidance=1.5, seeds=[5, 6, 7])
+    alone = model.decode(z[1:2], steps=3, guidance=1.5, seeds=[6])
+    assert batch.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(batch[1:2], alone, rtol=0, atol=1e-5)
+
+
+def test_save_load_gives_identical_decode(tmp_path):
+    model = tiny_tokenizer("model.num_stages=2")
+    model.save_pretrained(tmp_path / "m", meta={"weights": "test"})
+    loaded = Tokenizer.from_pretrained(tmp_path / "m")
+    assert loaded.meta == {"weights": "test"}
+    z = model.encode(images(2))
+    assert torch.equal(loaded.encode(images(2)), z)
+    assert torch.equal(loaded.decode(z, steps=2), model.decode(z, steps=2))
+
+
+def test_nfe_counts_guidance_and_stages():
+    model = tiny_tokenizer("model.num_stages=2")
+    assert model.nfe(steps=3, guidance=1.0) == 6
+    assert model.nfe(steps=(3, 1), guidance=2.0) == 8
+    assert model.nfe(total_steps=5, guidance=1.0) == 5
+
+
+def test_bad_inputs_are_named():
+    model = tiny_tokenizer()
+    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
+        model.encode(torch.zeros(1, 3, 15, 16))
+    with pytest.raises(ValueError, match="float"):
+        model.encode(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        model.decode(torch.zeros(1, 5, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        model.decode(torch.full((1, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="at least one step"):
+        model.decode(torch.zeros(1, 4, 4), steps=0)

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+
+from fastdec.config import resolve
+from fastdec.training.loop import batch_indices, lr_at
+from fastdec.training.state import list_states
+from fastdec.training.train import train_tokenizer
+
+
+def _weights(run_dir):
+    states = list_states(run_dir)
+    return torch.load(states[-1], weights_only=True)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    config = resolve("tiny", ["train.steps=4", "train.ckpt_every=2", "model.num_stages=2"])
+    train_tokenizer(config, tmp_path / "full", progress=False)
+
+    import fastdec.training.train as train_module
+
+    real_step = train_module.TokenizerStep
+
+    class Crash(Exception):
+        pass
+
+    class CrashingStep(real_step):
+        calls = 0
+
+        def __call__(self, *args):
+            CrashingStep.calls += 1
+            if CrashingStep.calls == 3:
+                raise Crash
+            return super().__call__(*args)
+
+    monkeypatch.setattr(train_module, "TokenizerStep", CrashingStep)
+    with pytest.raises(Crash):
+        train_tokenizer(config, tmp_path / "resumed", progress=False)
+    assert [p.name for p in list_states(tmp_path / "resumed")] == ["state-00000002.pt"]
+    monkeypatch.setattr(train_module, "TokenizerStep", real_step)
+    train_tokenizer(config, tmp_path / "resumed", progress=False)
+
+    full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    for key in ("model", "ema"):
+        for name, value in full[key].items():
+            assert torch.equal(value, resumed[key][name]), f"{key}.{name} differs"
+
+
+def test_run_writes_log_export_and_refuses_other_config(tmp_path):
+    config = resolve("tiny")
+    export = train_tokenizer(config, tmp_path, progress=False)
+    assert (export / "model.safetensors").is_file() and (export / "config.json").is_file()
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "img_per_s", "grad_norm"} <= set(records[0])
+    with pytest.raises(ValueError, match="another config"):
+        train_tokenizer(resolve("tiny", ["train.lr=1e-3"]), tmp_path, progress=False)
+
+
+def test_schedule_and_batches():
+    kw = dict(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, **kw) == pytest.approx(0.1)
+    assert lr_at(9, **kw) == pytest.approx(1.0)
+    assert lr_at(100, **kw) == pytest.approx(0.1)
+    seen = [i for step in range(5) for i in batch_indices(step, 4, 20, seed=0)]
+    assert sorted(seen) == list(range(20))
+    assert batch_indices(3, 4, 20, 0) == batch_indices(3, 4, 20, 0)
