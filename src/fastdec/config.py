@@ -69,10 +69,27 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """One-step-per-stage distillation (METHOD.md §4); used by ``fastdec distill`` only."""
+
+    target: str = "trajectory"  # "trajectory" (GAN-free regression) | "stage_path" (ADD, paper)
+    teacher_steps: int = 8  # teacher Euler steps per stage when building targets
+    teacher_guidance: float = 1.0  # the student learns the guided teacher and runs unguided
+    regression_weight: float = 1.0
+    perceptual: str = "none"
+    perceptual_weight: float = 0.0
+    adversarial_weight: float = 0.0  # 0 = no discriminator is built
+    disc_lr: float = 1e-4
+    min_start: float = 0.25  # smallest teacher start time u on the stage path ("stage_path")
+    train_encoder: bool = False  # the encoder stays frozen unless set
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -168,18 +185,21 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
     return text
 
 
-def resolve(preset: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """A named preset with ``section.key=value`` overrides applied.
+def resolve(preset: str | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A named preset (or a given config) with ``section.key=value`` overrides applied.
 
     Example: ``resolve("cpu32", ["model.num_stages=3", "train.lr=1e-3"])``.
     """
-    if preset not in PRESETS:
+    if isinstance(preset, Config):
+        config = preset
+    elif preset in PRESETS:
+        config = PRESETS[preset]
+    else:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    config = PRESETS[preset]
     for item in overrides:
         key, sep, text = item.partition("=")
         section, _, name = key.partition(".")
-        if not sep or not name or section not in ("model", "train", "sample"):
+        if not sep or not name or section not in ("model", "train", "sample", "distill"):
             raise ValueError(f"override {item!r} is not of the form section.key=value")
         sub = getattr(config, section)
         if name not in {f.name for f in fields(sub)}:

@@ -140,7 +140,7 @@ class JointBlock(nn.Module):
         if c is not None:
             streams.append((self.context, c, angles_c))
         mods = [stream.modulation(cond, b, d, x.device) for stream, _, _ in streams]
-        qs, ks, vs, q_angles = [], [], [], []
+        qs, ks, vs = [], [], []
         for (stream, tokens, angles), mod in zip(streams, mods, strict=True):
             q, k, v = self._qkv(stream, tokens, mod[0], mod[1])
             ks.append(apply_rope(k, angles))

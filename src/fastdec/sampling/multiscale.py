@@ -19,28 +19,35 @@ def multiscale_sample(
     solve: StageSolver,
     noises: Sequence[torch.Tensor],
     *,
+    previous: torch.Tensor | None = None,
     gamma: float = 1 / 3,
     published_sign: bool = False,
+    trace: list | None = None,
 ) -> torch.Tensor:
     """Decode coarse to fine.
 
     Args:
-        stages: the stage specs, coarsest first.
+        stages: the stage specs to run, in order (usually all of them, coarsest first).
         solve: ``solve(stage, x_start) -> x_end`` at that stage's resolution.
-        noises: one standard-normal tensor per stage at its resolution, (B, C, h_s, w_s): the initial
-            noise of stage 0, then the block-noise source of each transition.
+        noises: one standard-normal tensor per stage at its resolution, (B, C, h_s, w_s): the
+            initial state of stage 0, else the block-noise source of the transition into the stage.
+        previous: the output of the stage before ``stages[0]`` when decoding starts mid-pyramid.
         gamma, published_sign: block-noise settings (see :func:`fastdec.diffusion.pyramid.renoise`).
+        trace: if given, every stage's output is appended to it.
 
     Returns:
-        The final-stage output, (B, C, H, W).
+        The last stage's output, (B, C, H, W).
     """
     if len(noises) != len(stages):
         raise ValueError(f"need one noise tensor per stage: {len(stages)} stages, {len(noises)}")
-    x = noises[0]
+    if (previous is None) != (stages[0].index == 0):
+        raise ValueError("decoding from stage 0 starts from noise; a later stage needs `previous`")
+    x = previous
     for stage, noise in zip(stages, noises, strict=True):
-        if stage.index > 0:
-            x = renoise(x, stage, noise, gamma=gamma, published_sign=published_sign)
+        x = noise if x is None else renoise(x, stage, noise, gamma=gamma, published_sign=published_sign)
         x = solve(stage, x)
+        if trace is not None:
+            trace.append(x)
     return x
 
 

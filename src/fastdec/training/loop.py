@@ -3,7 +3,8 @@
 It counts optimiser steps, seeds every step from (seed, rank, step) so a resumed run draws exactly the
 numbers an uninterrupted one would, writes training states atomically every ``ckpt_every`` steps and
 resumes from the newest one when the same command runs again. What a step computes is the
-``step_fn`` passed in.
+``step_fn`` passed in; a step function with ``state_dict``/``load_state_dict`` (a discriminator and its
+optimiser) is saved and restored with the rest.
 """
 
 import json
@@ -90,6 +91,8 @@ def train_loop(
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+        if hasattr(step_fn, "load_state_dict"):
+            step_fn.load_state_dict(state["step_fn"])
         start = int(state["step"])
 
     def save(step):

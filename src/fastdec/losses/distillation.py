@@ -1,0 +1,144 @@
+"""One-step-per-stage distillation loss (METHOD.md §4): regression to the teacher, perceptual, GAN.
+
+The student decodes from noise with one network call per stage (its stage transitions are the
+teacher's). The teacher target is built on a stage path (fixing METHOD.md §7.4):
+
+- ``target="trajectory"``: the teacher decodes from the student's own noises with its multi-step
+  sampler; every student stage output regresses onto the teacher's (GAN-free regression).
+- ``target="stage_path"`` (ADD, as the paper): pick a stage k and a local time u, put the
+  downsampled final student image on stage k's path at u with fresh noise (exactly where the
+  teacher is told it is), run the teacher from there to the end; stages k.. regress onto it.
+
+The adversarial term (weight > 0) adds a hinge GAN loss from :class:`Discriminator` scaled by the
+VQGAN adaptive weight on the decoder's last layer; with weight 0 no discriminator exists.
+"""
+
+import torch
+
+from fastdec.diffusion import path
+from fastdec.diffusion.pyramid import downsample
+from fastdec.diffusion.timesteps import euler_grid
+from fastdec.losses.adversarial import adaptive_weight, generator_hinge
+from fastdec.models.denoiser import stage_projection
+from fastdec.sampling.euler import euler_solve
+from fastdec.sampling.multiscale import multiscale_sample
+
+
+class DistillationLoss:
+    """Student loss for a batch; see the module docstring for the terms.
+
+    Args:
+        teacher: frozen multi-step :class:`~fastdec.tokenizer.Tokenizer`.
+        target: ``"trajectory"`` or ``"stage_path"``.
+        teacher_steps: teacher Euler steps per (full) stage.
+        teacher_guidance: CFG weight of the teacher (the student learns the guided result).
+        regression_weight, perceptual, perceptual_weight, adversarial_weight: term weights;
+            ``perceptual`` is a per-sample distance or None.
+        min_start: smallest local start time u for ``"stage_path"``.
+    """
+
+    def __init__(
+        self,
+        teacher,
+        *,
+        target: str = "trajectory",
+        teacher_steps: int = 8,
+        teacher_guidance: float = 1.0,
+        regression_weight: float = 1.0,
+        perceptual=None,
+        perceptual_weight: float = 0.0,
+        adversarial_weight: float = 0.0,
+        min_start: float = 0.25,
+    ):
+        if target not in ("trajectory", "stage_path"):
+            raise ValueError(f"unknown distillation target {target!r}")
+        self.teacher = teacher
+        self.target = target
+        self.teacher_steps = teacher_steps
+        self.teacher_guidance = teacher_guidance
+        self.regression_weight = regression_weight
+        self.perceptual = perceptual
+        self.perceptual_weight = perceptual_weight
+        self.adversarial_weight = adversarial_weight
+        self.min_start = min_start
+
+    def _transitions(self, model):
+        m = model.config.model
+        return {"gamma": m.gamma, "published_sign": m.published_block_noise}
+
+    def student_rollout(self, student, z, noises):
+        """One call per stage; returns every stage's output (gradients through the whole chain)."""
+        outputs = []
+
+        def one_step(stage, x):
+            return euler_solve(student.velocity_fn(z, stage, 1.0), x, euler_grid(1).to(x))
+
+        multiscale_sample(student.stages, one_step, noises, trace=outputs, **self._transitions(student))
+        return outputs
+
+    @torch.no_grad()
+    def teacher_targets(self, z, student_outputs, noises, generator):
+        """(first stage k, teacher outputs of stages k..S-1)."""
+        teacher = self.teacher
+        stages = teacher.stages
+
+        def solve_from(u):
+            def solve(stage, x):
+                start = u if stage is stages[k] else 1.0
+                n = max(1, round(self.teacher_steps * start))
+                times = torch.linspace(start, 0.0, n + 1).to(x)
+                return euler_solve(teacher.velocity_fn(z, stage, self.teacher_guidance), x, times)
+
+            return solve
+
+        outputs = []
+        if self.target == "trajectory":
+            k = 0
+            multiscale_sample(stages, solve_from(1.0), noises, trace=outputs, **self._transitions(teacher))
+            return k, outputs
+        k = int(torch.randint(len(stages), (1,), generator=generator))
+        u = self.min_start + (1 - self.min_start) * float(torch.rand(1, generator=generator))
+        stage = stages[k]
+        final = student_outputs[-1].detach()
+        x_end = downsample(final, 2 ** (len(stages) - 1 - k))  # clean image at stage k's resolution
+        project = stage_projection(stage)
+        x_start = project(x_end) if project is not None else x_end
+        eps = torch.randn(x_end.shape, generator=generator).to(x_end)
+        a, c, d = path.coefficients(u, stage.start, stage.end)
+        x_u = a * x_end + c * x_start + d * eps  # on stage k's path at local time u
+        first = solve_from(u)(stage, x_u)
+        outputs.append(first)
+        if k + 1 < len(stages):
+            fresh = [torch.randn(n.shape, generator=generator).to(n) for n in noises[k + 1 :]]
+            multiscale_sample(
+                stages[k + 1 :], solve_from(u), fresh, previous=first, trace=outputs,
+                **self._transitions(teacher),
+            )  # fmt: skip
+        return k, outputs
+
+    def __call__(self, student, images, z, noises, generator, discriminator=None):
+        """Student loss for images (B, 3, H, W) with latents z and per-stage noises.
+
+        Returns:
+            (loss (B,), named per-sample terms). ``discriminator`` is needed iff adversarial weight > 0.
+        """
+        outputs = self.student_rollout(student, z, noises)
+        k, targets = self.teacher_targets(z, outputs, noises, generator)
+        regression = sum(
+            (s - t).pow(2).mean(dim=(1, 2, 3)) for s, t in zip(outputs[k:], targets, strict=True)
+        )
+        loss = self.regression_weight * regression
+        terms = {"regression": regression.detach()}
+        final = outputs[-1]
+        if self.perceptual is not None and self.perceptual_weight > 0:
+            perc = self.perceptual(final, images)
+            loss = loss + self.perceptual_weight * perc
+            terms["perceptual"] = perc.detach()
+        if self.adversarial_weight > 0:
+            gan = generator_hinge(discriminator(final))
+            last = student.decoder.net.final.weight
+            weight = adaptive_weight(loss.mean(), gan.mean(), last)
+            loss = loss + self.adversarial_weight * weight * gan
+            terms["gan"] = gan.detach()
+            terms["adaptive_weight"] = weight.expand_as(gan)
+        return loss, terms

@@ -1,0 +1,114 @@
+import dataclasses
+
+import pytest
+import torch
+
+from fastdec.config import resolve
+from fastdec.diffusion import path
+from fastdec.diffusion.pyramid import downsample, global_time
+from fastdec.losses.distillation import DistillationLoss
+from fastdec.models.denoiser import stage_projection
+from fastdec.models.discriminator import Discriminator
+from fastdec.training.distill import build_student
+from fastdec.training.steps import DistillStep
+from tests.conftest import images, tiny_tokenizer
+
+S2 = ("model.num_stages=2",)
+
+
+def _setup(adversarial=0.0, target="trajectory"):
+    teacher = tiny_tokenizer(*S2).requires_grad_(False)
+    config = dataclasses.replace(
+        teacher.config,
+        distill=dataclasses.replace(teacher.config.distill, adversarial_weight=adversarial, target=target),
+    )
+    student = build_student(teacher, config)
+    loss = DistillationLoss(
+        teacher, target=target, teacher_steps=3, teacher_guidance=1.5, adversarial_weight=adversarial
+    )
+    return teacher, student, loss
+
+
+def test_student_nfe_is_number_of_stages():
+    _, student, _ = _setup()
+    assert student.nfe() == 2
+    calls = []
+    net = student.decoder.net
+    handle = net.register_forward_hook(lambda *a: calls.append(1))
+    student.decode(student.encode(images(2)))
+    handle.remove()
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("target", ["trajectory", "stage_path"])
+def test_gradients_reach_student_and_heads_only(target):
+    teacher, student, loss = _setup(adversarial=0.5, target=target)
+    disc = Discriminator()
+    step = DistillStep(loss, disc, disc_lr=1e-3)
+    heads_before = [p.clone() for p in disc.heads.parameters()]
+    total, terms = step(student, images(2), torch.Generator().manual_seed(0))
+    head_grads = [None if p.grad is None else p.grad.clone() for p in disc.heads.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in head_grads)  # its own hinge update
+    total.mean().backward()
+    assert {"regression", "gan", "d_loss", "adaptive_weight"} <= set(terms)
+    decoder = [n for n, p in student.decoder.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not decoder, decoder
+    assert all(p.grad is None for p in student.encoder.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    from fastdec.eval.inception import load_inception
+
+    assert all(p.grad is None and not p.requires_grad for p in load_inception().parameters())
+    # the heads were updated by their own optimiser; the student's backward adds nothing to them
+    assert any(not torch.equal(a, b) for a, b in zip(heads_before, disc.heads.parameters(), strict=True))
+    for g, p in zip(head_grads, disc.heads.parameters(), strict=True):
+        assert (g is None and p.grad is None) or torch.equal(g, p.grad)
+
+
+def test_teacher_starts_on_the_stage_path_it_is_told():
+    teacher, student, loss = _setup(target="stage_path")
+    recorded = []
+    original = teacher.decoder.net.forward
+
+    def spy(x, tau, z):
+        recorded.append((x.clone(), tau.clone()))
+        return original(x, tau, z)
+
+    teacher.decoder.net.forward = spy
+    x = torch.zeros(64, 3, 16, 16) + torch.linspace(-0.5, 0.5, 16)  # a smooth image
+    z = student.encode(x)
+    noises = [torch.randn(64, 3, s.resolution, s.resolution) for s in student.stages]
+    outputs = loss.student_rollout(student, z, noises)
+    for seed in range(4):
+        recorded.clear()
+        g = torch.Generator().manual_seed(seed)
+        k, targets = loss.teacher_targets(z, outputs, noises, g)
+        g = torch.Generator().manual_seed(seed)
+        k_again = int(torch.randint(2, (1,), generator=g))
+        u = loss.min_start + (1 - loss.min_start) * float(torch.rand(1, generator=g))
+        assert k == k_again and len(targets) == 2 - k
+        stage = teacher.stages[k]
+        x_u, tau = recorded[0]
+        x_u = x_u[:64]  # guided calls batch cond and null
+        torch.testing.assert_close(tau[:64], global_time(stage, torch.full((64,), u)))
+        x_end = downsample(outputs[-1].detach(), 2 ** (1 - k))
+        project = stage_projection(stage)
+        x_start = project(x_end) if project else x_end
+        a, c, d = path.coefficients(u, stage.start, stage.end)
+        residual = (x_u - a * x_end - c * x_start) / d  # must be exactly the fresh N(0, 1) noise
+        assert abs(residual.mean()) < 0.05 and abs(residual.std() - 1) < 0.05
+
+
+def test_no_discriminator_without_adversarial_weight(monkeypatch, tmp_path):
+    import fastdec.training.distill as distill_module
+
+    def boom(*a, **k):
+        raise AssertionError("discriminator built")
+
+    monkeypatch.setattr(distill_module, "Discriminator", boom)
+    teacher = tiny_tokenizer(*S2)
+    teacher.save_pretrained(tmp_path / "teacher")
+    config = resolve(teacher.config, ["train.steps=2", "train.batch_size=2"])
+    out = distill_module.distill(tmp_path / "teacher", config, tmp_path / "run", progress=False)
+    assert (out / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="discriminator"):
+        DistillStep(DistillationLoss(teacher, adversarial_weight=0.5), None)
