@@ -27,6 +27,7 @@ class ModelConfig:
     dec_heads: int = 3
     dec_stem: str = "linear"
     spatial_cond: bool = False  # add grid latents to the image tokens at their location
+    latent_skip: bool = False  # PCA-initialised linear encoder/decoder paths (needs parameterization "x")
     mlp_ratio: float = 4.0
     parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
     num_stages: int = 1  # S; 1 = single-resolution flow matching

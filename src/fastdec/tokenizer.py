@@ -12,6 +12,7 @@ from fastdec.io import load_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
+from fastdec.models.linear_skip import LinearSkip
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 
@@ -39,18 +40,34 @@ class Tokenizer(nn.Module):
             raise ValueError(
                 f"the coarsest stage ({coarsest} px) is not a multiple of dec_patch {m.dec_patch}"
             )
+        skips = [None, None]
+        if m.latent_skip:
+            region = m.enc_patch if m.latent_kind == "grid" else m.resolution
+            per_region = m.latent_dim if m.latent_kind == "grid" else m.num_latents * m.latent_dim
+            skips = [
+                LinearSkip(direction, region, per_region, m.num_latents, m.latent_dim)
+                for direction in ("encode", "decode")
+            ]
         self.encoder = Encoder(
             patch_size=m.enc_patch, width=m.enc_width, depth=m.enc_depth, heads=m.enc_heads,
             latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
-            mlp_ratio=m.mlp_ratio, stem=m.enc_stem,
+            mlp_ratio=m.mlp_ratio, stem=m.enc_stem, skip=skips[0],
         )  # fmt: skip
         net = DecoderNet(
             patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
             latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
             mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond,
         )  # fmt: skip
-        self.decoder = VelocityModel(net, m.parameterization)
+        self.decoder = VelocityModel(net, m.parameterization, prior=skips[1])
+        self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
+
+    @torch.no_grad()
+    def init_linear_skip(self, images: torch.Tensor) -> float:
+        """PCA warm start of the ``latent_skip`` paths from training images (N, 3, R, R); returns the
+        explained variance fraction."""
+        self.encoder.skip.fit_pca(images)
+        return self.decoder.prior.fit_pca(images)
 
     @property
     def resolution(self) -> int:

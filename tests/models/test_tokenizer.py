@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fastdec.config import resolve
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.steps import TokenizerStep
@@ -69,3 +70,30 @@ def test_bad_inputs_are_named():
         model.decode(torch.full((1, 4, 4), float("nan")))
     with pytest.raises(ValueError, match="at least one step"):
         model.decode(torch.zeros(1, 4, 4), steps=0)
+
+
+@pytest.mark.parametrize(
+    "kind", [("model.latent_kind=tokens",), ("model.latent_kind=grid", "model.enc_patch=8")]
+)
+def test_latent_skip_starts_as_the_pca_codec(kind):
+    from fastdec.models.linear_skip import regions
+
+    torch.manual_seed(0)
+    model = Tokenizer(resolve("tiny", ["model.latent_skip=true", "model.parameterization=x", *kind]))
+    data = images(64) * 0.3 + images(64, seed=1).mean(dim=(2, 3), keepdim=True)
+    explained = model.init_linear_skip(data)
+    assert 0 < explained <= 1
+    x = data[:4]
+    z = model.encode(x)
+    # whitened coefficients: unit variance over the fitting set
+    coeffs = model.encode(data).reshape(64 * (1 if kind[0].endswith("tokens") else 4), -1)
+    torch.testing.assert_close(coeffs.var(0, unbiased=False), torch.ones(coeffs.shape[1]), atol=1e-3, rtol=0)
+    # an untrained x-predicting decoder outputs exactly the linear reconstruction
+    out = model.decode(z, steps=3)
+    region = model.decoder.prior.region
+    r = regions(x, region) - model.decoder.prior.mean
+    basis = model.decoder.prior.weight / model.decoder.prior.weight.norm(dim=0)
+    projected = (r @ basis) @ basis.T + model.decoder.prior.mean  # orthogonal projection onto the PCs
+    from fastdec.models.linear_skip import from_regions
+
+    torch.testing.assert_close(out, from_regions(projected, region, 16, 16), atol=1e-4, rtol=0)

@@ -3,10 +3,10 @@
 import argparse
 import sys
 
-from fastdec.cli import distill, reconstruct, train
+from fastdec.cli import bench, distill, reconstruct, train
 from fastdec.cli import eval as eval_cmd
 
-COMMANDS = {"train": train, "distill": distill, "eval": eval_cmd, "reconstruct": reconstruct}
+COMMANDS = {"train": train, "distill": distill, "eval": eval_cmd, "reconstruct": reconstruct, "bench": bench}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,14 +25,21 @@ class VelocityModel(nn.Module):
     Args:
         net: backbone ``net(x, tau, z) -> (B, C, H, W)``.
         parameterization: ``"v"`` or ``"x"``.
+        prior: optional ``prior(z, R, R) -> (B, C, R, R)`` added to an x-prediction (downsampled to
+            the stage): the linear decoder of ``latent_skip``.
     """
 
-    def __init__(self, net: nn.Module, parameterization: str = "v"):
+    resolution: int = 0  # full resolution; set by the owner when a prior is used
+
+    def __init__(self, net: nn.Module, parameterization: str = "v", prior: nn.Module | None = None):
         super().__init__()
         if parameterization not in ("v", "x"):
             raise ValueError(f"unknown parameterization {parameterization!r}; expected 'v' or 'x'")
+        if prior is not None and parameterization != "x":
+            raise ValueError("a linear prior (latent_skip) needs parameterization 'x'")
         self.net = net
         self.parameterization = parameterization
+        self.prior = prior
 
     def predict(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage):
         """(velocity, clean stage-end estimate), both (B, C, h, w), at local time ``t_loc`` (B,)."""
@@ -41,6 +48,9 @@ class VelocityModel(nn.Module):
         if self.parameterization == "v":
             clean = path.clean_from_velocity(x_t, out, t_loc, stage.start, stage.end, project)
             return out, clean
+        if self.prior is not None:  # the network predicts the residual over the linear decode of z
+            full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
+            out = out + downsample(full, self.resolution // x_t.shape[-1])
         velocity = path.velocity_from_clean(x_t, out, t_loc, stage.start, stage.end, project)
         return velocity, out
 

@@ -6,7 +6,8 @@ Two latent layouts share one class:
   position ties a latent to a region.
 - ``latent_kind="grid"``: z is the patch grid itself (L = (H/p)^2 tokens, each tied to its region),
   the layout of convolutional autoencoders. It learns much faster at small compute.
-Either way the outputs go through LayerNorm + Linear down to d dims.
+Either way the outputs go through LayerNorm + Linear down to d dims, plus an optional linear skip
+(:mod:`fastdec.models.linear_skip`).
 """
 
 import torch
@@ -49,6 +50,7 @@ class Encoder(nn.Module):
         mlp_ratio: float = 4.0,
         stem: str = "linear",
         rope_base: float = 100.0,
+        skip: nn.Module | None = None,
     ):
         super().__init__()
         if latent_kind not in ("tokens", "grid"):
@@ -75,6 +77,10 @@ class Encoder(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, latent_dim)
+        self.skip = skip
+        if skip is not None:  # start as the linear codec: the transformer adds a learned correction
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> z (B, L, d)."""
@@ -94,4 +100,5 @@ class Encoder(nn.Module):
             angles_c = rope_angles(pos, self.head_dim, self.rope_base)
         for block in self.blocks:
             x, c = block(x, c, None, angles_x, angles_c)
-        return self.out(self.norm(c if c is not None else x))  # (B, L, d)
+        z = self.out(self.norm(c if c is not None else x))  # (B, L, d)
+        return z if self.skip is None else z + self.skip(images)

@@ -13,6 +13,7 @@ from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
 from fastdec.training.steps import TokenizerStep
 
+PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
@@ -41,6 +42,9 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
     torch.manual_seed(t.seed)  # initial weights
     model = Tokenizer(config)
     dataset = build_dataset(t.data, config.model.resolution, split="train", seed=t.seed)
+    if config.model.latent_skip:  # fresh runs start from PCA; a resumed run loads its state over it
+        n = min(len(dataset), PCA_IMAGES)
+        model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
     loss = FlowMatchingLoss(
         model.stages,
         t_sampling=t.t_sampling,

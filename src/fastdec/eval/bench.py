@@ -1,0 +1,114 @@
+"""The comparison table: several decoders and decode settings on the same images and latents.
+
+Each setting is ``MODEL[:key=value,...]`` with keys ``steps`` (``50`` or per stage ``4/2/1``),
+``total_steps``, ``guidance`` and ``label``. Quality comes from one full reconstruction per setting
+(:func:`fastdec.eval.evaluate.evaluate` without its timing); decode times are measured afterwards
+for all settings round-robin on one fixed batch, so machine drift hits every setting alike.
+"""
+
+import platform
+from dataclasses import dataclass, field
+
+import torch
+
+from fastdec.eval.evaluate import evaluate
+from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
+
+
+@dataclass
+class Setting:
+    model: str
+    decode: dict = field(default_factory=dict)
+    label: str = ""
+
+
+def parse_setting(spec: str) -> Setting:
+    """``"runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms 4-2-1"`` -> :class:`Setting`."""
+    model, _, options = spec.partition(":")
+    decode, label = {}, ""
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"setting option {item!r} in {spec!r} is not key=value")
+        if key == "steps":
+            decode["steps"] = tuple(int(v) for v in value.split("/"))
+        elif key == "total_steps":
+            decode["total_steps"] = int(value)
+        elif key == "guidance":
+            decode["guidance"] = float(value)
+        elif key == "label":
+            label = value
+        else:
+            raise ValueError(
+                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, label"
+            )
+    return Setting(model, decode, label or spec)
+
+
+@torch.no_grad()
+def compare(
+    settings: list[Setting],
+    models: dict,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    repeats: int = 5,
+    threads: int | None = None,
+    rfid: bool = True,
+    progress=None,
+) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Rows of the comparison table (speed-ups against the first setting) and each setting's
+    reconstructions."""
+    threads = threads or torch.get_num_threads()
+    rows, recons, fns = [], {}, {}
+    x = images[:batch_size]
+    sync = cuda_sync_if_needed(images.device)
+    for s in settings:
+        model = models[s.model]
+        result, recon = evaluate(
+            model, images, batch_size=batch_size, seed=seed, rfid=rfid, timing_repeats=1, threads=threads,
+            progress=progress, **s.decode,
+        )  # fmt: skip
+        result.pop("decode_ms_per_image")
+        rows.append({"label": s.label, "model": s.model, **result})
+        recons[s.label] = recon
+        z = model.encode(x)
+        fns[s.label] = lambda model=model, z=z, kw=s.decode: model.decode(z, **kw)
+    with fixed_threads(threads):
+        times = interleaved_timings(fns, warmup=1, repeats=repeats, sync=sync)
+    for row in rows:
+        t = times[row["label"]]
+        row["decode_ms_per_image"] = t["median_ms"] / x.shape[0]
+        row["decode_ms_all"] = [v / x.shape[0] for v in t["all_ms"]]
+    base = rows[0]
+    for row in rows:
+        row["speedup"] = base["decode_ms_per_image"] / row["decode_ms_per_image"]
+        row["flops_ratio"] = base["flops_per_image"] / max(1, row["flops_per_image"])
+    return rows, recons
+
+
+def environment(images: torch.Tensor, batch_size: int, threads: int) -> dict:
+    return {
+        "device": str(images.device),
+        "dtype": str(images.dtype),
+        "threads": threads,
+        "batch_size": batch_size,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = "| setting | NFE | PSNR | SSIM | rFID | GFLOPs/img | decode ms/img | speed-up | FLOPs ratio |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rfid = f"{r['rfid']:.1f}" if "rfid" in r else "-"
+        lines.append(
+            f"| {r['label']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {rfid} "
+            f"| {r['flops_per_image'] / 1e9:.3f} | {r['decode_ms_per_image']:.2f} | {r['speedup']:.1f}x "
+            f"| {r['flops_ratio']:.1f}x |"
+        )
+    n = rows[0]["n_images"]
+    return "\n".join(lines) + f"\n\nrFID on {n} images (biased upward at small N; compare within a table)."

@@ -1,0 +1,60 @@
+"""Figures: the speed-quality plot and the reconstruction grid (PNG, matplotlib Agg)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def speed_quality_plot(rows: list[dict], path: str | Path) -> None:
+    """Decode time per image (log x) against PSNR and against rFID, one labelled point per setting."""
+    plt = _pyplot()
+    metrics = [("psnr", "PSNR (dB, higher is better)")]
+    if all("rfid" in r for r in rows):
+        metrics.append(("rfid", "rFID (lower is better)"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    for ax, (key, title) in zip(axes[0], metrics, strict=True):
+        for r in rows:
+            ax.scatter(r["decode_ms_per_image"], r[key], s=40)
+            ax.annotate(r["label"], (r["decode_ms_per_image"], r[key]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("decode time per image (ms, log scale)")
+        ax.set_ylabel(title)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def reconstruction_grid(
+    originals: torch.Tensor, recons: dict[str, torch.Tensor], path: str | Path, rows: int = 6, zoom: int = 3
+) -> None:
+    """Rows: images; columns: the original, then each setting's reconstruction."""
+    plt = _pyplot()
+    columns = {"original": originals, **recons}
+    n = min(rows, originals.shape[0])
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.1 * zoom * len(columns) / 2, 1.1 * zoom * n / 2),
+                             squeeze=False)  # fmt: skip
+    for j, (name, imgs) in enumerate(columns.items()):
+        for i in range(n):
+            ax = axes[i][j]
+            ax.imshow(((imgs[i].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy().astype(np.float32))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

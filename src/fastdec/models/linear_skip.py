@@ -1,0 +1,83 @@
+"""Linear skip paths around the encoder and decoder, warm-started from PCA.
+
+A learned tokenizer at CPU compute starts far below a linear codec with as many numbers. With
+``latent_skip`` the encoder adds a linear projection of the image to its output, and an
+x-predicting decoder adds the linear reconstruction of z to its output: initialised from the
+principal components of training crops (whitened), the tokenizer starts as the PCA codec and its
+transformers learn what a linear codec cannot represent. Regions: the whole image for 1-D tokens
+(one PCA of R*R*3 pixels into L*d numbers), each encoder patch for grid latents (a PCA of p*p*3
+pixels into d numbers per latent).
+"""
+
+import torch
+from torch import nn
+
+
+def regions(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, n, C*size*size) non-overlapping square regions, row-major."""
+    b, c, h, w = images.shape
+    x = images.view(b, c, h // size, size, w // size, size).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // size) * (w // size), c * size * size)
+
+
+def from_regions(x: torch.Tensor, size: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`regions`: (B, n, C*size*size) -> (B, C, H, W)."""
+    b = x.shape[0]
+    gh, gw = height // size, width // size
+    x = x.view(b, gh, gw, -1, size, size).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, -1, height, width)
+
+
+class LinearSkip(nn.Module):
+    """One direction of a linear codec: ``"encode"``: ``z_lin = W_e (regions(x) - mu)``, reshaped to
+    (B, L, d); ``"decode"``: ``x_lin = W_d z_lin + mu``. The encoder holds one, the decoder the other.
+
+    Args:
+        direction: ``"encode"`` or ``"decode"``.
+        region: region side in pixels.
+        per_region: latent numbers per region.
+        num_latents, latent_dim: the latent shape.
+    """
+
+    def __init__(
+        self,
+        direction: str,
+        region: int,
+        per_region: int,
+        num_latents: int,
+        latent_dim: int,
+        channels: int = 3,
+    ):
+        super().__init__()
+        if direction not in ("encode", "decode"):
+            raise ValueError(f"direction must be 'encode' or 'decode', got {direction!r}")
+        self.direction = direction
+        self.region = region
+        self.shape = (num_latents, latent_dim)
+        dim = channels * region * region
+        self.mean = nn.Parameter(torch.zeros(dim))
+        shape = (per_region, dim) if direction == "encode" else (dim, per_region)
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: torch.Tensor, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """encode: images (B, C, H, W) -> (B, L, d); decode: z (B, L, d) -> images (B, C, height, width)."""
+        if self.direction == "encode":
+            r = regions(x, self.region) - self.mean  # (B, n, C*r*r)
+            return (r @ self.weight.T).reshape(x.shape[0], *self.shape)  # (B, L, d)
+        n = (height // self.region) * (width // self.region)
+        coeffs = x.reshape(x.shape[0], n, -1)  # (B, n, k)
+        return from_regions(coeffs @ self.weight.T + self.mean, self.region, height, width)
+
+    @torch.no_grad()
+    def fit_pca(self, images: torch.Tensor) -> float:
+        """Set the mean and the whitened projection (encode) or its inverse (decode) from images
+        (N, C, H, W); returns the fraction of variance the kept components explain."""
+        r = regions(images.double(), self.region).flatten(0, 1)  # (N*n, C*r*r)
+        mean = r.mean(0)
+        cov = (r - mean).T @ (r - mean) / r.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        k = self.weight.shape[0] if self.direction == "encode" else self.weight.shape[1]
+        vals, vecs = evals[-k:].flip(0).clamp_min(1e-8), evecs[:, -k:].flip(1)  # (k,), (dim, k)
+        self.mean.copy_(mean)
+        self.weight.copy_((vecs / vals.sqrt()).T if self.direction == "encode" else vecs * vals.sqrt())
+        return float(vals.sum() / evals.clamp_min(0).sum())
