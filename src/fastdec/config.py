@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 250
     keep_states: int = 2
+    max_nonfinite: int = 10  # stop after this many steps with a non-finite loss
     eval_every: int = 0  # held-out PSNR every N steps (0 = off)
     eval_images: int = 64
     eval_steps: int = 25

@@ -7,8 +7,10 @@ resumes from the newest one when the same command runs again. What a step comput
 optimiser) is saved and restored with the rest.
 """
 
+import contextlib
 import json
 import math
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,23 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Turn SIGTERM/SIGINT into a request the loop honours after the current step (state saved)."""
+    received: list[int] = []
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def train_loop(
@@ -96,67 +115,73 @@ def train_loop(
         start = int(state["step"])
 
     def save(step):
-        payload = {
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-        }
+        payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict()}
+        if hasattr(step_fn, "state_dict"):  # e.g. a discriminator and its optimiser
+            payload["step_fn"] = step_fn.state_dict()
         save_state(run_dir, step, {**payload, "seed": seed}, keep=keep_states)
 
     log = open(run_dir / "log.jsonl", "a")
+
+    def write(record):
+        log.write(json.dumps({**record, "time": time.time()}) + "\n")
+        log.flush()
+
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step")
     nonfinite, t_last, seen = 0, time.perf_counter(), 0
     model.train()
-    for step in range(start, steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(
-                step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
-            )
-        batch = torch.stack([dataset[i] for i in batch_indices(step, batch_size, len(dataset), seed)])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, terms = step_fn(model, batch, step_generator(seed, 0, step))
-        loss = loss.float().mean()
-        if not torch.isfinite(loss):
-            nonfinite += 1
-            log.write(json.dumps({"step": step, "event": "nonfinite_loss"}) + "\n")
-            if nonfinite >= max_nonfinite:
-                raise RuntimeError(
-                    f"loss was not finite {nonfinite} times (last at step {step}); "
-                    f"the last good state is in {run_dir}"
+    with stop_signals() as stop:
+        for step in range(start, steps):
+            if stop:
+                write({"step": step, "event": f"signal {stop[0]}"})
+                save(step)
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(
+                    step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
                 )
-            continue
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        ema.update(model)
-        seen += batch.shape[0]
-        bar.update(1)
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            now = time.perf_counter()
-            record = {
-                "step": done,
-                "loss": loss.item(),
-                **{k: v.float().mean().item() for k, v in terms.items()},
-                "grad_norm": grad_norm.item(),
-                "lr": opt.param_groups[0]["lr"],
-                "img_per_s": seen / (now - t_last),
-                "time": time.time(),
-            }
-            t_last, seen = now, 0
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
-        if eval_fn is not None and eval_every and (done % eval_every == 0 or done == steps):
-            log.write(json.dumps({"step": done, "eval": eval_fn(ema.model), "time": time.time()}))
-            log.write("\n")
-            log.flush()
-            t_last = time.perf_counter()
-        if done % ckpt_every == 0 or done == steps:
-            save(done)
+            batch = torch.stack([dataset[i] for i in batch_indices(step, batch_size, len(dataset), seed)])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, terms = step_fn(model, batch, step_generator(seed, 0, step))
+            loss = loss.float().mean()
+            if not torch.isfinite(loss):  # skip the update; stop after repeated failures
+                nonfinite += 1
+                write({"step": step, "event": "nonfinite_loss"})
+                if nonfinite >= max_nonfinite:
+                    raise RuntimeError(
+                        f"loss was not finite {nonfinite} times (last at step {step}); "
+                        f"the last good state is in {run_dir}"
+                    )
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            ema.update(model)
+            seen += batch.shape[0]
+            bar.update(1)
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                now = time.perf_counter()
+                record = {
+                    "step": done,
+                    "loss": loss.item(),
+                    **{k: v.float().mean().item() for k, v in terms.items()},
+                    "grad_norm": grad_norm.item(),
+                    "lr": opt.param_groups[0]["lr"],
+                    "img_per_s": seen / (now - t_last),
+                }
+                t_last, seen = now, 0
+                write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
+            if eval_fn is not None and eval_every and (done % eval_every == 0 or done == steps):
+                write({"step": done, "eval": eval_fn(ema.model)})
+                t_last = time.perf_counter()
+            if done % ckpt_every == 0 or done == steps:
+                save(done)
     bar.close()
     log.close()
+    if stop:
+        raise SystemExit(f"stopped by signal {stop[0]}; the training state is saved in {run_dir}")
     if export_fn is not None:
         export_fn(ema.model, steps)
     return ema

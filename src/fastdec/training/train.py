@@ -17,6 +17,7 @@ PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
+    "max_nonfinite",
 )  # fmt: skip
 
 
