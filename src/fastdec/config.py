@@ -30,6 +30,7 @@ class ModelConfig:
     latent_skip: bool = False  # PCA-initialised linear encoder/decoder paths (needs parameterization "x")
     mlp_ratio: float = 4.0
     parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
+    decoder: str = "flow"  # "flow" (diffusion decoder) | "onepass" (deterministic, one call: the speed floor)
     num_stages: int = 1  # S; 1 = single-resolution flow matching
     gamma: float = 1 / 3  # pyramid block-noise correlation (METHOD.md §3)
     published_block_noise: bool = False  # the +gamma sign of the paper's code (METHOD.md §7.1)
@@ -50,6 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     bf16: bool = False
     t_sampling: str = "logit_normal"  # "logit_normal" | "uniform"
+    loss_space: str = "v"  # "v" (velocity error, METHOD.md §2) | "x" (clean-estimate error)
     sigmoid_bias: float | None = None  # sigmoid loss weighting bias (paper: -3); None = off
     perceptual: str = "none"  # "none" | "inception" | "lpips"
     perceptual_weight: float = 0.1

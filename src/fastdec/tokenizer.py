@@ -34,6 +34,10 @@ class Tokenizer(nn.Module):
                 f"grid latents need num_latents = (resolution / enc_patch)^2 = "
                 f"{(m.resolution // m.enc_patch) ** 2}, got {m.num_latents}"
             )
+        if m.decoder not in ("flow", "onepass"):
+            raise ValueError(f"unknown decoder {m.decoder!r}; expected 'flow' or 'onepass'")
+        if m.decoder == "onepass" and (m.num_stages != 1 or m.cfg_dropout != 0):
+            raise ValueError("a one-pass decoder has one stage and no guidance (num_stages=1, cfg_dropout=0)")
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         coarsest = self.stages[0].resolution
         if coarsest % m.dec_patch:
@@ -118,6 +122,8 @@ class Tokenizer(nn.Module):
             seeds: one int per image (default 0..B-1): the noise of image i depends on seeds[i] only.
         """
         self.check_latents(z)
+        if self.config.model.decoder == "onepass":
+            return self.decode_onepass(z, steps=steps, total_steps=total_steps, guidance=guidance)
         per_stage = self.decode_steps(steps, total_steps)
         w = self.config.sample.guidance if guidance is None else float(guidance)
         seeds = list(range(z.shape[0])) if seeds is None else list(seeds)
@@ -134,6 +140,15 @@ class Tokenizer(nn.Module):
             self.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
         )
 
+    def decode_onepass(self, z, *, steps=None, total_steps=None, guidance=None) -> torch.Tensor:
+        """The deterministic decoder: one call on an all-zero input at t = 1, read as the clean image."""
+        if (steps not in (None, 1, (1,))) or (total_steps not in (None, 1)) or (guidance not in (None, 1.0)):
+            raise ValueError("a one-pass decoder takes no steps or guidance settings")
+        r = self.resolution
+        x = z.new_zeros(z.shape[0], 3, r, r)
+        t = z.new_ones(z.shape[0])
+        return self.decoder.predict(x, t, z, self.stages[0])[1]
+
     def velocity_fn(self, z: torch.Tensor, stage, guidance: float):
         """``v(x, t)`` for one stage with z bound; guidance runs cond and null in one batch."""
         if guidance == 1.0:
@@ -148,6 +163,8 @@ class Tokenizer(nn.Module):
 
     def nfe(self, steps=None, total_steps: int | None = None, guidance: float | None = None) -> int:
         """Network calls per image (a guided call counts twice)."""
+        if self.config.model.decoder == "onepass":
+            return 1
         w = self.config.sample.guidance if guidance is None else guidance
         return sum(self.decode_steps(steps, total_steps)) * (1 if w == 1.0 else 2)
 

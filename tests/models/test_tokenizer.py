@@ -97,3 +97,18 @@ def test_latent_skip_starts_as_the_pca_codec(kind):
     from fastdec.models.linear_skip import from_regions
 
     torch.testing.assert_close(out, from_regions(projected, region, 16, 16), atol=1e-4, rtol=0)
+
+
+def test_onepass_decoder_is_one_deterministic_call(tmp_path):
+    from fastdec.training.train import train_tokenizer
+
+    overrides = ["model.decoder=onepass", "model.cfg_dropout=0", "model.parameterization=x", "train.steps=2"]
+    export = train_tokenizer(resolve("tiny", overrides), tmp_path, progress=False)
+    model = Tokenizer.from_pretrained(export)
+    z = model.encode(images(2))
+    assert model.nfe() == 1
+    assert torch.equal(model.decode(z, seeds=[1, 2]), model.decode(z, seeds=[3, 4]))
+    with pytest.raises(ValueError, match="no steps"):
+        model.decode(z, steps=4)
+    with pytest.raises(ValueError, match="one stage"):
+        Tokenizer(resolve("tiny", ["model.decoder=onepass", "model.num_stages=2"]))

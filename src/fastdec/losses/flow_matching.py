@@ -23,6 +23,8 @@ class FlowMatchingLoss:
         perceptual: a per-sample distance ``(x, y) -> (B,)`` or None.
         perceptual_weight: its weight.
         perceptual_start_stage: first stage whose samples get the perceptual term (-1 = last only).
+        loss_space: ``"v"`` (METHOD.md §2: velocity error) or ``"x"`` (error of the clean stage-end
+            estimate; for x-prediction this drops the 1/d^2 weight that v-space puts on low noise).
     """
 
     def __init__(
@@ -34,7 +36,11 @@ class FlowMatchingLoss:
         perceptual=None,
         perceptual_weight: float = 0.1,
         perceptual_start_stage: int = -1,
+        loss_space: str = "v",
     ):
+        if loss_space not in ("v", "x"):
+            raise ValueError(f"loss_space must be 'v' or 'x', got {loss_space!r}")
+        self.loss_space = loss_space
         self.stages = stages
         self.t_sampling = t_sampling
         self.sigmoid_bias = sigmoid_bias
@@ -67,7 +73,10 @@ class FlowMatchingLoss:
             eps = torch.randn(x_end.shape, generator=generator).to(x)
             x_t, target = training_pair(x_end, x_start, stage, t_loc, eps)
             v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage)
-            mse = (v_hat.float() - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
+            if self.loss_space == "v":
+                mse = (v_hat.float() - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
+            else:  # error of the clean stage end: every noise level counts alike
+                mse = (clean.float() - x_end).pow(2).mean(dim=(1, 2, 3))  # (b,)
             if self.sigmoid_bias is not None:
                 level = path.noise_level(t_loc, stage.start, stage.end)
                 mse = mse * path.sigmoid_weight(level, self.sigmoid_bias)

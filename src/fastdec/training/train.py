@@ -9,6 +9,7 @@ from fastdec.data import build_dataset, validation_crops
 from fastdec.eval.metrics import psnr, summarize_psnr
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.losses.perceptual import build_perceptual
+from fastdec.losses.reconstruction import ReconstructionLoss
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
 from fastdec.training.steps import TokenizerStep
@@ -46,14 +47,19 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
     if config.model.latent_skip:  # fresh runs start from PCA; a resumed run loads its state over it
         n = min(len(dataset), PCA_IMAGES)
         model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
-    loss = FlowMatchingLoss(
-        model.stages,
-        t_sampling=t.t_sampling,
-        sigmoid_bias=t.sigmoid_bias,
-        perceptual=build_perceptual(t.perceptual),
-        perceptual_weight=t.perceptual_weight,
-        perceptual_start_stage=t.perceptual_start_stage,
-    )
+    perceptual = build_perceptual(t.perceptual)
+    if config.model.decoder == "onepass":
+        loss = ReconstructionLoss(model.stages[0], perceptual, t.perceptual_weight)
+    else:
+        loss = FlowMatchingLoss(
+            model.stages,
+            t_sampling=t.t_sampling,
+            sigmoid_bias=t.sigmoid_bias,
+            perceptual=perceptual,
+            perceptual_weight=t.perceptual_weight,
+            perceptual_start_stage=t.perceptual_start_stage,
+            loss_space=t.loss_space,
+        )
     export_dir = Path(run_dir) / "export"
 
     def export(ema_model, step):
