@@ -62,7 +62,7 @@ class Tokenizer(nn.Module):
             latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
             mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond,
         )  # fmt: skip
-        self.decoder = VelocityModel(net, m.parameterization, prior=skips[1])
+        self.decoder = VelocityModel(net, m.parameterization, prior=skips[1], blend=m.skip_blend)
         self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import Stage, downsample, global_time, upsample
+from fastdec.diffusion.pyramid import Stage, downsample, global_time, path_coefficients, upsample
 
 
 def stage_projection(stage: Stage):
@@ -25,13 +25,16 @@ class VelocityModel(nn.Module):
     Args:
         net: backbone ``net(x, tau, z) -> (B, C, H, W)``.
         parameterization: ``"v"`` or ``"x"``.
-        prior: optional ``prior(z, R, R) -> (B, C, R, R)`` added to an x-prediction (downsampled to
-            the stage): the linear decoder of ``latent_skip``.
+        prior: optional ``prior(z, R, R) -> (B, C, R, R)``, the linear decoder of ``latent_skip``:
+            the x-prediction becomes a residual over it (downsampled to the stage).
+        blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
     """
 
     resolution: int = 0  # full resolution; set by the owner when a prior is used
 
-    def __init__(self, net: nn.Module, parameterization: str = "v", prior: nn.Module | None = None):
+    def __init__(
+        self, net: nn.Module, parameterization: str = "v", prior: nn.Module | None = None, blend: bool = False
+    ):
         super().__init__()
         if parameterization not in ("v", "x"):
             raise ValueError(f"unknown parameterization {parameterization!r}; expected 'v' or 'x'")
@@ -40,6 +43,7 @@ class VelocityModel(nn.Module):
         self.net = net
         self.parameterization = parameterization
         self.prior = prior
+        self.blend = blend
 
     def predict(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage):
         """(velocity, clean stage-end estimate), both (B, C, h, w), at local time ``t_loc`` (B,)."""
@@ -48,11 +52,27 @@ class VelocityModel(nn.Module):
         if self.parameterization == "v":
             clean = path.clean_from_velocity(x_t, out, t_loc, stage.start, stage.end, project)
             return out, clean
-        if self.prior is not None:  # the network predicts the residual over the linear decode of z
-            full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
-            out = out + downsample(full, self.resolution // x_t.shape[-1])
+        if self.prior is not None:
+            out = self._precondition(out, x_t, t_loc, z, stage)
         velocity = path.velocity_from_clean(x_t, out, t_loc, stage.start, stage.end, project)
         return velocity, out
+
+    def _precondition(self, out, x_t, t_loc, z, stage: Stage):
+        """x-prediction around two noisy views of x_end: the linear decode p of z (error variance
+        s2 = the PCA residual) and x_t ~ alpha x_end + d eps (alpha = a + c, ignoring that c
+        multiplies the 2x2 block mean). Their least-squares blend is
+        ``x_lin = (s2 alpha x_t + d^2 p) / (s2 alpha^2 + d^2)`` with error variance
+        ``s2 d^2 / (s2 alpha^2 + d^2)``; the network adds a residual scaled to that error
+        (EDM-style c_skip / c_out), so it starts as the best linear denoiser."""
+        full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
+        p = downsample(full, self.resolution // x_t.shape[-1])  # (B, C, h, w)
+        if not self.blend:
+            return p + out
+        a, c, d = (v.reshape(-1, 1, 1, 1) for v in path_coefficients(stage, t_loc))
+        alpha, s2 = a + c, self.prior.residual_var
+        denom = s2 * alpha**2 + d**2
+        x_lin = (s2 * alpha * x_t + d**2 * p) / denom
+        return x_lin + (d / denom.sqrt()) * out
 
     def forward(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage) -> torch.Tensor:
         """Velocity at local time ``t_loc`` (B,) of ``stage`` for x_t (B, C, h, w) and z (B, L, d)."""

@@ -55,9 +55,14 @@ class LinearSkip(nn.Module):
         self.region = region
         self.shape = (num_latents, latent_dim)
         dim = channels * region * region
-        self.mean = nn.Parameter(torch.zeros(dim))
+        # Buffers, not parameters: the PCA codec stays fixed. Trained with Adam, whose steps do not
+        # scale with a weight's size, it drifts away from PCA faster than the transformers learn.
+        self.register_buffer("mean", torch.zeros(dim))
         shape = (per_region, dim) if direction == "encode" else (dim, per_region)
-        self.weight = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("weight", torch.zeros(shape))
+        # per-pixel variance the linear codec leaves unexplained (set by fit_pca); the decoder uses it
+        # to blend the noisy input with the linear decode (see VelocityModel.predict)
+        self.register_buffer("residual_var", torch.ones(()))
 
     def forward(self, x: torch.Tensor, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """encode: images (B, C, H, W) -> (B, L, d); decode: z (B, L, d) -> images (B, C, height, width)."""
@@ -80,4 +85,6 @@ class LinearSkip(nn.Module):
         vals, vecs = evals[-k:].flip(0).clamp_min(1e-8), evecs[:, -k:].flip(1)  # (k,), (dim, k)
         self.mean.copy_(mean)
         self.weight.copy_((vecs / vals.sqrt()).T if self.direction == "encode" else vecs * vals.sqrt())
-        return float(vals.sum() / evals.clamp_min(0).sum())
+        total = evals.clamp_min(0).sum()
+        self.residual_var.fill_(float((total - vals.sum()) / evals.numel()))
+        return float(vals.sum() / total)
