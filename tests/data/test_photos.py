@@ -85,9 +85,10 @@ def test_item_equals_manual_crop_from_its_params():
         image = Image.fromarray(np.ascontiguousarray(square)).resize((24, 24), Image.Resampling.LANCZOS)
         pixels = np.asarray(image)[:, ::-1] if p.flip else np.asarray(image)
         expected = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1
-        # Lanczos reads a few pixels beyond the box, so only the borders may differ.
-        assert torch.equal(crops[i][:, 4:-4, 4:-4], expected[:, 4:-4, 4:-4])
-        assert (crops[i] - expected).abs().mean() < 2 / 255
+        # PhotoCrops box-reduces before Lanczos (reducing_gap, ~10x faster) and Lanczos reads a few
+        # pixels beyond the box: close to the exact crop-then-resize, not equal.
+        assert (crops[i] - expected).abs().mean() < 3 / 255
+        assert (crops[i][:, 4:-4, 4:-4] - expected[:, 4:-4, 4:-4]).abs().max() < 24 / 255
 
 
 @pytest.mark.parametrize(
