@@ -58,3 +58,18 @@ def test_perceptual_start_stage_selects_samples():
         OracleDecoder(3), x, x, torch.Generator().manual_seed(0)
     )
     assert calls == [16]
+
+
+@pytest.mark.parametrize("t_value", [0.0, 1.0])
+@pytest.mark.parametrize("parameterization", ["v", "x"])
+def test_no_nan_at_the_ends_of_every_stage(monkeypatch, t_value, parameterization):
+    import fastdec.losses.flow_matching as fm
+    from tests.conftest import tiny_tokenizer
+
+    monkeypatch.setattr(fm, "sample_times", lambda kind, n, generator: torch.full((n,), t_value))
+    model = tiny_tokenizer("model.num_stages=2", f"model.parameterization={parameterization}")
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    for space in ("v", "x"):
+        loss_fn = FlowMatchingLoss(model.stages, sigmoid_bias=-3.0, loss_space=space)
+        loss, _ = loss_fn(model.decoder, x, model.encode(x), torch.Generator().manual_seed(0))
+        assert torch.isfinite(loss).all()
