@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/cpu32}
 FULL_STEPS=${FULL_STEPS:-3450}      # single-scale teacher
 MS_STEPS=${MS_STEPS:-4800}          # S = 3: cheaper steps, same wall clock
-DISTILL_STEPS=${DISTILL_STEPS:-1500}
+DISTILL_STEPS=${DISTILL_STEPS:-1000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 F=.venv/bin/fastdec
 
@@ -19,7 +19,7 @@ $F train --preset cpu32 --set model.num_stages=3 --set train.steps="$MS_STEPS" -
 wait
 
 COMMON=(--set train.steps="$DISTILL_STEPS" --set train.batch_size=16 --set train.lr=1e-4
-        --set distill.teacher_steps=8 --set distill.teacher_guidance=1.0 --no-progress)
+        --set distill.teacher_steps=8 --set distill.teacher_guidance=1.5 --no-progress)
 $F distill --teacher "$OUT/ms3/export" --run "$OUT/ms3-1step-regression" "${COMMON[@]}" \
   > "$OUT.regression.out" 2>&1 &
 $F distill --teacher "$OUT/ms3/export" --run "$OUT/ms3-1step-add" "${COMMON[@]}" \

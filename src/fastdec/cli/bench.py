@@ -20,6 +20,8 @@ def add_parser(p):
     p.add_argument("--plot", help="speed-quality plot (PNG)")
     p.add_argument("--grid", help="reconstruction grid (PNG)")
     p.add_argument("--resolution", type=int, default=32, help="for baseline codecs only")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: synchronised timing")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     p.add_argument("--cost", action="store_true", help="the O(log n) cost table (no trained model needed)")
     p.add_argument("--resolutions", default="32,64,128,256")
     p.add_argument("--total-steps", type=int, default=30, help="T for full-res and split sampling")
@@ -39,6 +41,7 @@ def run(args):
 
 
 def run_compare(args):
+    import torch
     from tqdm import tqdm
 
     from fastdec.data import load_eval_images
@@ -48,20 +51,22 @@ def run_compare(args):
     from fastdec.io import atomic_write_text
 
     settings = [parse_setting(s) for s in args.settings]
-    models = {s.model: load_model(s.model, resolution=args.resolution) for s in settings}
+    models = {s.model: load_model(s.model, resolution=args.resolution, device=args.device) for s in settings}
     resolutions = {m.resolution for m in models.values()}
     if len(resolutions) != 1:
         raise ValueError(f"models decode different resolutions {sorted(resolutions)}: compare like with like")
     images, _, report = load_eval_images(args.data, resolutions.pop(), args.limit)
+    images = images.to(args.device)
+    autocast = torch.bfloat16 if args.bf16 else None
     with tqdm(total=images.shape[0] * len(settings), desc="bench", unit="img") as bar:
         rows, recons = compare(
             settings, models, images, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
-            threads=args.threads, rfid=not args.no_rfid, progress=bar.update,
+            threads=args.threads, rfid=not args.no_rfid, progress=bar.update, autocast=autocast,
         )  # fmt: skip
     table = markdown(rows)
     print(table)
     if args.json:
-        env = environment(images, args.batch_size, args.threads or __import__("torch").get_num_threads())
+        env = environment(images, args.batch_size, args.threads or torch.get_num_threads(), autocast)
         write_json(args.json, {"rows": rows, "environment": env, "data": report})
     if args.markdown:
         atomic_write_text(args.markdown, table + "\n")

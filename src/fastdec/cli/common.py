@@ -18,6 +18,14 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--resolution", type=int, default=32, help="for baseline codecs only")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
+
+
+def autocast_dtype(args):
+    import torch
+
+    return torch.bfloat16 if args.bf16 else None
 
 
 def decode_settings(args) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastdec.eval.evaluate import evaluate
+from fastdec.eval.evaluate import evaluate, precision
 from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
 
 
@@ -57,9 +57,11 @@ def compare(
     threads: int | None = None,
     rfid: bool = True,
     progress=None,
+    autocast: torch.dtype | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Rows of the comparison table (speed-ups against the first setting) and each setting's
-    reconstructions."""
+    reconstructions. Models and images sit on the device to measure; ``autocast`` as in
+    :func:`fastdec.eval.evaluate.evaluate`."""
     threads = threads or torch.get_num_threads()
     rows, recons, fns = [], {}, {}
     x = images[:batch_size]
@@ -68,14 +70,15 @@ def compare(
         model = models[s.model]
         result, recon = evaluate(
             model, images, batch_size=batch_size, seed=seed, rfid=rfid, timing_repeats=1, threads=threads,
-            progress=progress, **s.decode,
+            progress=progress, autocast=autocast, **s.decode,
         )  # fmt: skip
         result.pop("decode_ms_per_image")
         rows.append({"label": s.label, "model": s.model, **result})
         recons[s.label] = recon
-        z = model.encode(x)
+        with precision(x.device, autocast):
+            z = model.encode(x)
         fns[s.label] = lambda model=model, z=z, kw=s.decode: model.decode(z, **kw)
-    with fixed_threads(threads):
+    with fixed_threads(threads), precision(x.device, autocast):
         times = interleaved_timings(fns, warmup=1, repeats=repeats, sync=sync)
     for row in rows:
         t = times[row["label"]]
@@ -88,10 +91,10 @@ def compare(
     return rows, recons
 
 
-def environment(images: torch.Tensor, batch_size: int, threads: int) -> dict:
+def environment(images: torch.Tensor, batch_size: int, threads: int, autocast=None) -> dict:
     return {
         "device": str(images.device),
-        "dtype": str(images.dtype),
+        "dtype": str(autocast or images.dtype),
         "threads": threads,
         "batch_size": batch_size,
         "torch": torch.__version__,

@@ -1,27 +1,46 @@
 """Reconstruct a set of images with one decode setting and measure it (METHOD.md §5)."""
 
+import contextlib
 import platform
 
 import torch
 
 from fastdec.eval.flops import count_flops
 from fastdec.eval.metrics import FIDAccumulator, psnr, ssim, summarize_psnr
-from fastdec.eval.timing import fixed_threads, measure_ms
+from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, measure_ms
+
+
+def precision(device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` (e.g. torch.bfloat16) on ``device``; a no-op for None (fp32, the default)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 @torch.no_grad()
-def reconstruct(model, images: torch.Tensor, *, batch_size: int = 32, seed: int = 0, progress=None, **decode):
-    """Encode and decode ``images`` (N, 3, R, R) in batches; image i uses noise seed ``seed + i``.
+def reconstruct(
+    model,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress=None,
+    autocast=None,
+    **decode,
+):
+    """Encode and decode ``images`` (N, 3, R, R) in batches on their device; image i uses noise seed
+    ``seed + i``. ``autocast``: None (fp32) or a dtype such as torch.bfloat16.
 
     Returns:
-        (latents list, reconstructions (N, 3, R, R) clamped to [-1, 1]).
+        Reconstructions (N, 3, R, R), float32 on the CPU, clamped to [-1, 1].
     """
     outs = []
     for i in range(0, images.shape[0], batch_size):
         x = images[i : i + batch_size]
         seeds = range(seed + i, seed + i + x.shape[0])
-        z = model.encode(x)
-        outs.append(model.decode(z, seeds=seeds, **decode).clamp(-1, 1))
+        with precision(x.device, autocast):
+            out = model.decode(model.encode(x), seeds=seeds, **decode)
+        outs.append(out.float().clamp(-1, 1).cpu())
         if progress is not None:
             progress(x.shape[0])
     return torch.cat(outs)
@@ -38,6 +57,7 @@ def evaluate(
     timing_repeats: int = 3,
     threads: int | None = None,
     progress=None,
+    autocast: torch.dtype | None = None,
     **decode,
 ) -> tuple[dict, torch.Tensor]:
     """Reconstruction quality and cost of one decode setting on ``images``.
@@ -46,19 +66,27 @@ def evaluate(
     upward at small N: compare only equal ``n_images``). Cost: network calls per image (guidance
     counted), decoder FLOPs per image (torch.utils.flop_counter, one image), and decode / encode time
     per image: median of ``timing_repeats`` timed runs of one batch after one warm-up, threads fixed,
-    encoder timed apart from the decoder.
+    encoder timed apart from the decoder, CUDA synchronised. ``images`` sit on the device to use;
+    ``autocast`` (e.g. torch.bfloat16) runs encode and decode in that precision.
 
     Returns:
         (metrics dict, reconstructions (N, 3, R, R)).
     """
     threads = threads or torch.get_num_threads()
     with fixed_threads(threads):
-        recon = reconstruct(model, images, batch_size=batch_size, seed=seed, progress=progress, **decode)
+        recon = reconstruct(
+            model, images, batch_size=batch_size, seed=seed, progress=progress, autocast=autocast, **decode
+        )
         x = images[:batch_size]
-        z = model.encode(x)
-        decode_t = measure_ms(lambda: model.decode(z, **decode), warmup=1, repeats=timing_repeats)
-        encode_t = measure_ms(lambda: model.encode(x), warmup=1, repeats=timing_repeats)
-        flops = count_flops(lambda: model.decode(z[:1], **decode))
+        sync = cuda_sync_if_needed(images.device)
+        with precision(images.device, autocast):
+            z = model.encode(x)
+            decode_t = measure_ms(
+                lambda: model.decode(z, **decode), warmup=1, repeats=timing_repeats, sync=sync
+            )
+            encode_t = measure_ms(lambda: model.encode(x), warmup=1, repeats=timing_repeats, sync=sync)
+            flops = count_flops(lambda: model.decode(z[:1], **decode))
+        images = images.float().cpu()
     result = {
         "n_images": int(images.shape[0]),
         "resolution": int(images.shape[-1]),
@@ -70,7 +98,8 @@ def evaluate(
         "encode_ms_per_image": encode_t["median_ms"] / x.shape[0],
         "timing_batch_size": int(x.shape[0]),
         "threads": threads,
-        "device": str(images.device),
+        "device": str(x.device),
+        "dtype": str(autocast or torch.float32),
         "torch": torch.__version__,
         "machine": platform.machine(),
         "decode": {k: (list(v) if isinstance(v, tuple) else v) for k, v in decode.items()},
