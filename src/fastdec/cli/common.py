@@ -8,6 +8,15 @@ from pathlib import Path
 from fastdec.io import atomic_write_text
 
 
+def add_run_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """--set overrides, --run, --dry-run, --no-progress: shared by train and distill."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value, e.g. --set {example} (repeatable)")  # fmt: skip
+    parser.add_argument("--run", help="run directory (states, log, export)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def add_decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,

@@ -2,23 +2,14 @@
 
 import dataclasses
 
+from fastdec.cli.common import add_run_args
 from fastdec.config import Config, TrainConfig, resolve
 from fastdec.hub import resolve_model
 
 
 def add_parser(p):
     p.add_argument("--teacher", required=True, help="teacher export directory or bundled name")
-    p.add_argument("--run", help="run directory (states, log, export)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override train.* / distill.* values, e.g. --set distill.adversarial_weight=0.5",
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, "distill.adversarial_weight=0.5 (train.* and distill.* only)")
 
 
 def run(args):

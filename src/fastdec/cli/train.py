@@ -1,21 +1,12 @@
 """Train a tokenizer (encoder + flow-matching decoder); re-run the same command to resume."""
 
+from fastdec.cli.common import add_run_args
 from fastdec.config import PRESETS, resolve
 
 
 def add_parser(p):
     p.add_argument("--preset", default="cpu32", choices=sorted(PRESETS))
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.num_stages=3 (repeatable)",
-    )
-    p.add_argument("--run", required=False, help="run directory (states, log, export)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, "model.num_stages=3")
 
 
 def run(args):
