@@ -14,9 +14,9 @@ def bundled_models() -> list[str]:
 def resolve_model(name_or_dir: str | Path) -> Path:
     """An existing directory as is; otherwise a bundled model name; otherwise a clear error."""
     path = Path(name_or_dir)
-    if path.is_dir():
+    if str(name_or_dir) and path.is_dir():  # Path("") is the working directory: not a model
         return path
-    if (BUNDLED_DIR / str(name_or_dir)).is_dir():
+    if str(name_or_dir) in bundled_models():  # names only: no path leads out of BUNDLED_DIR
         return BUNDLED_DIR / str(name_or_dir)
     raise FileNotFoundError(
         f"no model directory {str(name_or_dir)!r} and no bundled model of that name "

@@ -1,5 +1,8 @@
 """The user-facing tokenizer: images -> latent tokens z -> images with a flow-matching decoder."""
 
+import math
+import operator
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -8,13 +11,30 @@ from torch import nn
 from fastdec.config import Config
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
-from fastdec.io import load_export, save_export
+from fastdec.io import CONFIG_NAME, load_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
 from fastdec.models.linear_skip import LinearSkip
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
+
+
+def _int(name: str, value) -> int:
+    try:
+        return operator.index(value)  # ints and integer scalars; floats and strings raise TypeError
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _ints(name: str, values) -> tuple[int, ...]:
+    """An int or an iterable of ints as a tuple; floats and strings are an error naming ``name``."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        return (_int(name, values),)
+    try:
+        return tuple(_int(name, v) for v in values)
+    except TypeError:  # e.g. iterating a 0-d tensor
+        raise ValueError(f"{name} must be integers, got {values!r}") from None
 
 
 class Tokenizer(nn.Module):
@@ -78,18 +98,48 @@ class Tokenizer(nn.Module):
         return self.config.model.resolution
 
     def check_images(self, images: torch.Tensor) -> None:
+        """Refuse anything but finite float images (B, 3, R, R) of the model's dtype and device."""
         r = self.resolution
         if not torch.is_tensor(images) or not images.is_floating_point():
-            raise ValueError(f"images must be a float tensor in [-1, 1], got {type(images)}")
+            raise ValueError(
+                f"images must be a float tensor in [-1, 1] (uint8 pixels: see fastdec.data.from_uint8), "
+                f"got {images.dtype if torch.is_tensor(images) else type(images).__name__}"
+            )
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (r, r):
-            raise ValueError(f"images must have shape (B, 3, {r}, {r}), got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (B, 3, {r}, {r}) (RGB at the model's resolution), "
+                f"got {tuple(images.shape)}"
+            )
+        self._check_placement("images", images)
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or inf")
 
     def check_latents(self, z: torch.Tensor) -> None:
-        want = (self.config.model.num_latents, self.config.model.latent_dim)
-        if z.ndim != 3 or tuple(z.shape[1:]) != want:
-            raise ValueError(f"latents must have shape (B, {want[0]}, {want[1]}), got {tuple(z.shape)}")
+        """Refuse anything but finite float latents (B, L, d) of this tokenizer's dtype and device."""
+        m = self.config.model
+        if not torch.is_tensor(z) or not z.is_floating_point():
+            raise ValueError(
+                f"latents must be a float tensor, got {z.dtype if torch.is_tensor(z) else type(z).__name__}"
+            )
+        if z.ndim != 3 or tuple(z.shape[1:]) != (m.num_latents, m.latent_dim):
+            raise ValueError(
+                f"latents must have shape (B, {m.num_latents}, {m.latent_dim}) for this tokenizer "
+                f"(num_latents={m.num_latents}, latent_dim={m.latent_dim}), got {tuple(z.shape)}: "
+                "latents of another tokenizer?"
+            )
+        self._check_placement("latents", z)
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or inf")
+
+    def _check_placement(self, name: str, x: torch.Tensor) -> None:
+        weight = self.z_null
+        if x.device != weight.device:
+            raise ValueError(f"{name} are on {x.device} but the tokenizer is on {weight.device}")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"{name} have dtype {x.dtype} but the tokenizer's weights are {weight.dtype}: "
+                f"convert with .to({weight.dtype}) or run under torch.autocast"
+            )
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, R, R) in [-1, 1] -> z (B, L, d)."""
@@ -101,8 +151,9 @@ class Tokenizer(nn.Module):
         else the config's default."""
         num_stages = len(self.stages)
         if total_steps is not None:
-            return split_total_steps(total_steps, num_stages)
-        return steps_per_stage(self.config.sample.steps if steps is None else steps, num_stages)
+            return split_total_steps(_int("total_steps", total_steps), num_stages)
+        steps = self.config.sample.steps if steps is None else steps
+        return steps_per_stage(_ints("steps", steps), num_stages)
 
     def decode(
         self,
@@ -126,7 +177,9 @@ class Tokenizer(nn.Module):
             return self.decode_onepass(z, steps=steps, total_steps=total_steps, guidance=guidance)
         per_stage = self.decode_steps(steps, total_steps)
         w = self.config.sample.guidance if guidance is None else float(guidance)
-        seeds = list(range(z.shape[0])) if seeds is None else list(seeds)
+        if not math.isfinite(w):
+            raise ValueError(f"guidance must be finite, got {w}")
+        seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
         noises = stage_noises(seeds, self.stages, device=z.device, dtype=z.dtype)
@@ -175,24 +228,42 @@ class Tokenizer(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | Path, device="cpu") -> "Tokenizer":
-        """Load an export directory (or a bundled model name) with no pickle on the path."""
+        """Load an export directory (or a bundled model name) with no pickle on the path.
+
+        Raises:
+            FileNotFoundError: no such directory or bundled model, or a file of the export is missing.
+            ValueError: a corrupt or foreign file, or a config that does not match the weights (unusable
+                values, missing or unexpected weights, other shapes, non-float or non-finite weights);
+                the message names the export and the mismatch.
+        """
         from fastdec.hub import resolve_model
 
-        tensors, payload = load_export(resolve_model(name_or_dir))
-        model = cls(Config.from_dict(payload["config"]))
-        model.meta = payload.get("meta", {})
-        missing = set(model.state_dict()) - set(tensors)
-        unexpected = set(tensors) - set(model.state_dict())
+        directory = resolve_model(name_or_dir)
+        tensors, payload = load_export(directory)
+        try:  # the config is untrusted input: any failure to build a model from it is the file's fault
+            config = Config.from_dict(payload["config"])
+            with torch.device("meta"):  # shapes only: a config cannot allocate more than its weights hold
+                expected = {k: v.shape for k, v in cls(config).state_dict().items()}
+        except Exception as err:
+            raise ValueError(
+                f"{directory / CONFIG_NAME} holds no usable model config: {type(err).__name__}: {err}"
+            ) from None
+        missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
         if missing or unexpected:
             raise ValueError(
-                f"weights in {name_or_dir} do not match its config: missing {sorted(missing)[:5]}, "
+                f"weights in {directory} do not match its config: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
-        for key, value in model.state_dict().items():
-            if tensors[key].shape != value.shape:
+        for key, shape in expected.items():
+            weight = tensors[key]
+            if weight.shape != shape:
                 raise ValueError(
-                    f"weight {key} in {name_or_dir} has shape {tuple(tensors[key].shape)}, "
-                    f"its config implies {tuple(value.shape)}"
+                    f"weight {key} in {directory} has shape {tuple(weight.shape)}, "
+                    f"its config implies {tuple(shape)}"
                 )
+            if not weight.is_floating_point() or not torch.isfinite(weight).all():
+                raise ValueError(f"weight {key} in {directory} is not finite floating point ({weight.dtype})")
+        model = cls(config)
+        model.meta = payload.get("meta", {})
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         return model.to(device).eval()

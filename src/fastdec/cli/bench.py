@@ -1,6 +1,6 @@
 """Benchmarks: compare decoders (``--model``), or the cost of coarse-to-fine decoding (``--cost``)."""
 
-from fastdec.cli.common import write_json
+from fastdec.cli.common import positive_int, positive_ints, torch_device, write_json
 
 
 def add_parser(p):
@@ -13,23 +13,23 @@ def add_parser(p):
         help="a decode setting, e.g. runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms (repeat)",
     )
     p.add_argument("--data", default="photos-val")
-    p.add_argument("--limit", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-rfid", action="store_true")
     p.add_argument("--plot", help="speed-quality plot (PNG)")
     p.add_argument("--grid", help="reconstruction grid (PNG)")
-    p.add_argument("--resolution", type=int, default=32, help="for baseline codecs only")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: synchronised timing")
+    p.add_argument("--resolution", type=positive_int, default=32, help="for baseline codecs only")
+    p.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda: synced timing")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
     p.add_argument("--cost", action="store_true", help="the O(log n) cost table (no trained model needed)")
-    p.add_argument("--resolutions", default="32,64,128,256")
-    p.add_argument("--total-steps", type=int, default=30, help="T for full-res and split sampling")
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--patch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--resolutions", type=positive_ints, default="32,64,128,256")
+    p.add_argument("--total-steps", type=positive_int, default=30, help="T for full-res and split sampling")
+    p.add_argument("--width", type=positive_int, default=256)
+    p.add_argument("--depth", type=positive_int, default=4)
+    p.add_argument("--patch", type=positive_int, default=8)
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--markdown", help="write the table here")
 
@@ -83,7 +83,7 @@ def run_cost(args):
     from fastdec.eval.cost import cost_table, markdown_table, max_stages
     from fastdec.io import atomic_write_text
 
-    resolutions = [int(r) for r in args.resolutions.split(",")]
+    resolutions = list(args.resolutions)
     total = sum(2 * max_stages(r, args.patch) for r in resolutions)
     with tqdm(total=total, desc="cost", unit="setting") as bar:
         rows = cost_table(

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,17 +18,65 @@ def add_run_args(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)  # ValueError: argparse reports "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers >= 1, e.g. ``4,2,1``."""
+    return tuple(positive_int(v) for v in text.split(","))
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is not NaN or inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """argparse type: a torch device string that exists on this machine."""
+    import torch
+
+    try:
+        kind = torch.device(text).type
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    return text
+
+
+def check_config(config) -> None:
+    """Fail before any work: build the tokenizer on the meta device (no memory, no time) so a model
+    section it refuses is reported now, and check the loop's counts."""
+    import torch
+
+    from fastdec.tokenizer import Tokenizer
+
+    with torch.device("meta"):
+        Tokenizer(config)
+    for name in ("steps", "batch_size", "log_every", "ckpt_every"):
+        if getattr(config.train, name) < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {getattr(config.train, name)}")
+
+
 def add_decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--steps", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
+        "--steps", type=positive_ints, default=None,
         help="Euler steps per stage: one number for every stage, or one per stage (e.g. 4,2,1)",
     )  # fmt: skip
-    parser.add_argument("--total-steps", type=int, default=None, help="split T steps over stages")
-    parser.add_argument("--guidance", type=float, default=None, help="CFG weight (1 = off)")
+    parser.add_argument("--total-steps", type=positive_int, default=None, help="split T steps over stages")
+    parser.add_argument("--guidance", type=finite_float, default=None, help="CFG weight (1 = off)")
     parser.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--resolution", type=int, default=32, help="for baseline codecs only")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--resolution", type=positive_int, default=32, help="for baseline codecs only")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
 
 

@@ -2,9 +2,8 @@
 
 import dataclasses
 
-from fastdec.cli.common import add_run_args
-from fastdec.config import Config, TrainConfig, resolve
-from fastdec.hub import resolve_model
+from fastdec.cli.common import add_run_args, check_config
+from fastdec.config import TrainConfig, resolve
 
 
 def add_parser(p):
@@ -15,15 +14,15 @@ def add_parser(p):
 def run(args):
     import json
 
-    from fastdec.io import load_export
+    from fastdec.tokenizer import Tokenizer
 
-    _, payload = load_export(resolve_model(args.teacher))
-    teacher = Config.from_dict(payload["config"])
+    teacher = Tokenizer.from_pretrained(args.teacher).config  # the whole export is checked up front
     defaults = TrainConfig(data=teacher.train.data, steps=1000, batch_size=32, lr=1e-4, warmup_steps=50)
     base = dataclasses.replace(teacher, train=defaults)
     if any(o.startswith("model.") for o in args.overrides):
         raise ValueError("the student's model section is the teacher's; only train.*/distill.* may be set")
     config = resolve(base, args.overrides)
+    check_config(config)
     print(json.dumps({"train": config.to_dict()["train"], "distill": config.to_dict()["distill"]}, indent=2))
     if args.dry_run:
         return 0

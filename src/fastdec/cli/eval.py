@@ -2,16 +2,16 @@
 
 import json
 
-from fastdec.cli.common import add_decode_args, autocast_dtype, decode_settings, write_json
+from fastdec.cli.common import add_decode_args, autocast_dtype, decode_settings, positive_int, write_json
 
 
 def add_parser(p):
     p.add_argument("--model", required=True, help="export directory, bundled name or thumbnail-N")
     p.add_argument("--data", default="photos-val", help="'photos-val' or a folder of images")
     p.add_argument("--json", help="write the metrics here")
-    p.add_argument("--limit", type=int, default=64, help="at most this many images")
+    p.add_argument("--limit", type=positive_int, default=64, help="at most this many images")
     p.add_argument("--no-rfid", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     add_decode_args(p)
 
 

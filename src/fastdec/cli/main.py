@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (ValueError, OSError) as err:  # user errors (bad input, files): one line, no traceback
         print(f"fastdec {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,6 @@
 """Train a tokenizer (encoder + flow-matching decoder); re-run the same command to resume."""
 
-from fastdec.cli.common import add_run_args
+from fastdec.cli.common import add_run_args, check_config
 from fastdec.config import PRESETS, resolve
 
 
@@ -11,6 +11,7 @@ def add_parser(p):
 
 def run(args):
     config = resolve(args.preset, args.overrides)
+    check_config(config)
     print(config.to_json())
     if args.dry_run:
         return 0

@@ -48,7 +48,7 @@ DEFAULT_VAL_LENGTH = 64
 
 
 def _folder(source: str, resolution: int) -> ImageFolder:
-    if not Path(source).exists():
+    if not source or not Path(source).exists():  # Path("") would be the working directory
         raise FileNotFoundError(
             f"data source {source!r} is neither an embedded set ('photos', 'photos-val') "
             "nor an existing folder"

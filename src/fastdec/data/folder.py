@@ -138,8 +138,10 @@ class ImageFolder(Dataset):
             raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
         if not root.is_dir():
             raise NotADirectoryError(f"image folder {str(root)!r} is not a directory")
-        if not isinstance(resolution, int) or resolution < 1:
+        if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        if not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
         self.root, self.resolution, self.max_pixels = root, resolution, max_pixels
 
         files = sorted(
@@ -170,10 +172,11 @@ class ImageFolder(Dataset):
                 stacklevel=2,
             )
         if not self.paths:
+            first = f" (first: {self.bad_files[0][0]}: {self.bad_files[0][1]})" if self.bad_files else ""
             raise ValueError(
                 f"no readable image in {str(root)!r}: {len(candidates)} candidate "
                 f"file(s) with extensions {IMAGE_EXTENSIONS}, "
-                f"{len(self.bad_files)} bad"
+                f"{len(self.bad_files)} bad{first}"
             )
 
     @property
