@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(BIN)/fastdec demo --output fastdec-demo
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/pytest -q -x

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import torch
+
 BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
 
 
@@ -33,3 +35,67 @@ def load_model(spec: str, *, resolution: int = 32, device="cpu"):
     if baseline is not None:
         return baseline.to(device)
     return Tokenizer.from_pretrained(spec, device=device)
+
+
+CHECK_IMAGES = 8  # held-out crops of the model card's reproduction check
+
+
+@torch.no_grad()
+def _check_decode(model) -> tuple[torch.Tensor, torch.Tensor]:
+    from fastdec.data.photos import validation_crops
+
+    images = validation_crops(model.resolution, CHECK_IMAGES, seed=0)
+    return images, model.decode(model.encode(images))  # seeds 0..B-1
+
+
+def reference_check(model) -> dict:
+    """Decode ``CHECK_IMAGES`` held-out photo crops with the model's default settings and seeds.
+
+    Returns the PSNR that the model card records and a test reproduces (within 0.1 dB).
+    """
+    from fastdec.eval.metrics import psnr
+
+    images, out = _check_decode(model)
+    return {
+        "images": f"validation_crops({model.resolution}, {CHECK_IMAGES}, seed=0)",
+        "decode": "default settings, seeds 0..B-1",
+        "psnr": round(float(psnr(out, images).mean()), 4),
+    }
+
+
+def pack(source: str | Path, output: str | Path, *, half: bool = True, meta: dict | None = None) -> dict:
+    """Copy a trained export to ``output`` for shipping, parameters stored in float16.
+
+    Buffers (the fixed PCA codec) stay in float32: they are few numbers and the linear decode is the
+    base every prediction adds to. Loading casts everything back to float32, so only storage changes.
+    The export's meta gains ``meta`` and ``check`` (:func:`reference_check` of the stored weights,
+    and the largest change of a decoded pixel, on [-1, 1], that float16 storage causes).
+
+    Returns:
+        ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.
+    """
+    from fastdec.io import WEIGHTS_NAME, save_export
+    from fastdec.tokenizer import Tokenizer
+
+    model = Tokenizer.from_pretrained(source)
+    error, decode_diff = 0.0, 0.0
+    if half:
+        _, before = _check_decode(model)
+        for name, param in model.named_parameters():
+            stored = param.data.half()
+            if not torch.isfinite(stored).all():
+                raise ValueError(f"weight {name} of {source} overflows float16; pack it with half=False")
+            error = max(error, (stored.float() - param.data).abs().max().item())
+            param.data.copy_(stored.float())  # the check sees exactly the weights that ship
+        decode_diff = (_check_decode(model)[1] - before).abs().max().item()
+    check = {**reference_check(model), "fp16_max_abs_decode_change": decode_diff}
+    params = {name for name, _ in model.named_parameters()}
+    tensors = {k: v.half() if half and k in params else v for k, v in model.state_dict().items()}
+    payload = {"config": model.config.to_dict(), "meta": {**model.meta, **(meta or {}), "check": check}}
+    save_export(output, tensors, payload)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "bytes": (Path(output) / WEIGHTS_NAME).stat().st_size,
+        "max_abs_weight_error": error,
+        "check": check,
+    }

@@ -8,14 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastdec.checks import check_images
 from fastdec.config import Config
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
-from fastdec.io import CONFIG_NAME, load_export, save_export
+from fastdec.io import CONFIG_NAME, load_export, restore_interrupted_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
 from fastdec.models.linear_skip import LinearSkip
+from fastdec.models.quantizer import VectorQuantizer
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 
@@ -58,6 +60,14 @@ class Tokenizer(nn.Module):
             raise ValueError(f"unknown decoder {m.decoder!r}; expected 'flow' or 'onepass'")
         if m.decoder == "onepass" and (m.num_stages != 1 or m.cfg_dropout != 0):
             raise ValueError("a one-pass decoder has one stage and no guidance (num_stages=1, cfg_dropout=0)")
+        if m.bottleneck not in ("continuous", "vq"):
+            raise ValueError(f"unknown bottleneck {m.bottleneck!r}; expected 'continuous' or 'vq'")
+        vq = m.bottleneck == "vq"
+        if vq and m.latent_skip:  # the PCA skip needs the latent norms VQ discards
+            raise ValueError(
+                "bottleneck='vq' cannot be combined with latent_skip=True: the fixed PCA decoder reads "
+                "whitened PCA coefficients, and unit-norm codes discard their scale (set latent_skip=false)"
+            )
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         coarsest = self.stages[0].resolution
         if coarsest % m.dec_patch:
@@ -76,6 +86,7 @@ class Tokenizer(nn.Module):
             patch_size=m.enc_patch, width=m.enc_width, depth=m.enc_depth, heads=m.enc_heads,
             latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
             mlp_ratio=m.mlp_ratio, stem=m.enc_stem, skip=skips[0],
+            quantizer=VectorQuantizer(m.codebook_size, m.latent_dim, m.vq_beta) if vq else None,
         )  # fmt: skip
         net = DecoderNet(
             patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
@@ -98,21 +109,9 @@ class Tokenizer(nn.Module):
         return self.config.model.resolution
 
     def check_images(self, images: torch.Tensor) -> None:
-        """Refuse anything but finite float images (B, 3, R, R) of the model's dtype and device."""
-        r = self.resolution
-        if not torch.is_tensor(images) or not images.is_floating_point():
-            raise ValueError(
-                f"images must be a float tensor in [-1, 1] (uint8 pixels: see fastdec.data.from_uint8), "
-                f"got {images.dtype if torch.is_tensor(images) else type(images).__name__}"
-            )
-        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (r, r):
-            raise ValueError(
-                f"images must have shape (B, 3, {r}, {r}) (RGB at the model's resolution), "
-                f"got {tuple(images.shape)}"
-            )
-        self._check_placement("images", images)
-        if not torch.isfinite(images).all():
-            raise ValueError("images contain NaN or inf")
+        """Refuse anything but finite float images (B, 3, R, R) in [-1, 1] of the model's dtype and
+        device (see :func:`fastdec.checks.check_images` for the range rule)."""
+        check_images(images, self.resolution, lambda x: self._check_placement("images", x))
 
     def check_latents(self, z: torch.Tensor) -> None:
         """Refuse anything but finite float latents (B, L, d) of this tokenizer's dtype and device."""
@@ -127,6 +126,8 @@ class Tokenizer(nn.Module):
                 f"(num_latents={m.num_latents}, latent_dim={m.latent_dim}), got {tuple(z.shape)}: "
                 "latents of another tokenizer?"
             )
+        if z.shape[0] == 0:
+            raise ValueError(f"latents must hold at least one latent, got {tuple(z.shape)}")
         self._check_placement("latents", z)
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or inf")
@@ -142,9 +143,37 @@ class Tokenizer(nn.Module):
             )
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, R, R) in [-1, 1] -> z (B, L, d)."""
+        """images (B, 3, R, R) in [-1, 1] -> z (B, L, d).
+
+        Images past [-1, 1] (e.g. [0, 255] pixels) are a ValueError naming the range found; images in
+        [0, 1] cannot be detected and encode as dark images: convert them with ``2 * x - 1``.
+        """
         self.check_images(images)
         return self.encoder(images)
+
+    def _quantizer(self) -> VectorQuantizer:
+        if self.encoder.quantizer is None:
+            raise ValueError("token indices need a VQ tokenizer (model.bottleneck='vq'); this one is not")
+        return self.encoder.quantizer
+
+    def encode_indices(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, R, R) in [-1, 1] -> discrete tokens (B, L), int64 in [0, codebook_size)."""
+        self.check_images(images)
+        return self._quantizer()(self.encoder.features(images)).indices
+
+    def latents_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, L) -> the latents z (B, L, d) their codes stand for (what :meth:`encode` gives)."""
+        m = self.config.model
+        if not torch.is_tensor(indices) or indices.ndim != 2 or indices.shape[1] != m.num_latents:
+            raise ValueError(
+                f"token indices must have shape (B, {m.num_latents}) for this tokenizer, got "
+                f"{tuple(indices.shape) if torch.is_tensor(indices) else type(indices).__name__}"
+            )
+        return self._quantizer().lookup(indices.to(self.z_null.device)).to(self.z_null.dtype)
+
+    def decode_indices(self, indices: torch.Tensor, **decode) -> torch.Tensor:
+        """Tokens (B, L) -> images (B, 3, R, R); ``decode`` takes the keywords of :meth:`decode`."""
+        return self.decode(self.latents_from_indices(indices), **decode)
 
     def decode_steps(self, steps=None, total_steps: int | None = None) -> tuple[int, ...]:
         """Steps per stage: ``total_steps`` split over stages, else ``steps`` (int or per-stage list),
@@ -238,6 +267,8 @@ class Tokenizer(nn.Module):
         """
         from fastdec.hub import resolve_model
 
+        if str(name_or_dir):  # an overwrite killed between its two renames: put the old export back
+            restore_interrupted_export(name_or_dir)
         directory = resolve_model(name_or_dir)
         tensors, payload = load_export(directory)
         try:  # the config is untrusted input: any failure to build a model from it is the file's fault

@@ -140,3 +140,24 @@ def test_load_eval_images_photos_val():
     assert len(names) == len(set(names)) == 5
     assert report["n_used"] == 5 and report["n_bad"] == 0
     assert torch.equal(load_eval_images("photos", 16, limit=5)[0], images)
+
+
+def test_augment_transforms_the_same_crop():
+    plain = PhotoCrops(TRAIN_PHOTOS, 16, length=20, seed=3)
+    for augment in ("dihedral", "dihedral-rgb"):
+        aug = PhotoCrops(TRAIN_PHOTOS, 16, length=20, seed=3, augment=augment)
+        for i in range(20):
+            p = aug.crop_params(i)
+            assert p[:5] == plain.crop_params(i)[:5]  # the crop and its flip do not depend on augment
+            expected = torch.rot90(plain[i], p.rotations, dims=(1, 2))[list(p.channels)]
+            assert torch.equal(aug[i], expected)
+        if augment == "dihedral":
+            assert {aug.crop_params(i).channels for i in range(20)} == {(0, 1, 2)}
+            assert len({aug.crop_params(i).rotations for i in range(20)}) == 4
+        else:
+            assert len({aug.crop_params(i).channels for i in range(20)}) > 1
+
+
+def test_unknown_augment_raises():
+    with pytest.raises(ValueError, match="augment"):
+        PhotoCrops(TRAIN_PHOTOS, 16, augment="mixup")

@@ -147,6 +147,10 @@ def test_cuda_requested_without_cuda_is_refused(capsys, export_dir):
         (["--set", "train.steps=-5"], "train.steps must be >= 1, got -5"),
         (["--set", "train.batch_size=0"], "train.batch_size must be >= 1"),
         (["--set", "train.ckpt_every=0"], "train.ckpt_every must be >= 1"),
+        (["--set", "train.lr=-1"], "train.lr must be > 0, got -1.0"),
+        (["--set", "train.max_nonfinite=0"], "train.max_nonfinite must be >= 1, got 0"),
+        (["--set", "model.enc_width=-8"], "model.enc_width must be >= 1, got -8"),
+        (["--set", "sample.steps=4,0"], r"sample.steps must be >= 1, got (4, 0)"),
     ],
 )
 def test_bad_training_configs_fail_even_on_a_dry_run(capsys, argv, message):
@@ -160,10 +164,16 @@ def test_unusable_run_directories_are_refused_by_name(capsys, tmp_path):
         "garbage-config": ("config.json", "cannot read the run config"),
         "orphan-states": (None, "no config.json"),
         "torn-state": ("state", "cannot read training state"),
+        "state-of-another-run": ("foreign", "state-00000002.pt was written by a run with another config"),
     }
     for name, (kind, message) in cases.items():
         run_dir = tmp_path / name
+        if kind == "foreign":  # a state saved beside another config, then copied into this run
+            run_dir.mkdir()
+            (run_dir / "config.json").write_text(resolve("tiny", ["model.latent_dim=8"]).to_json())
         save_state(run_dir, 2, {"w": torch.zeros(3)})
+        if kind == "foreign":
+            (run_dir / "config.json").write_text(config.to_json())
         if kind == "config.json":
             (run_dir / "config.json").write_bytes(b"\x00{not json")
         if kind == "state":

@@ -59,7 +59,15 @@ MISMATCHES = {
     "an unexpected weight": (lambda t, p: ({**t, "extra": torch.zeros(1)}, p), r"unexpected \['extra'\]"),
     "another tokenizer's weights": (lambda t, p: (other_weights(), p), r"has shape .*its config implies"),
     "an unknown config key": (lambda t, p: (t, edited(p, "model", depth=3)), "unknown model config keys"),
-    "a value of the wrong type": (lambda t, p: (t, edited(p, "model", resolution="16")), "no usable"),
+    "a value of the wrong type": (
+        lambda t, p: (t, edited(p, "model", resolution="16")),
+        "no usable model config: ValueError: model.resolution must be of type int, got '16'",
+    ),
+    "a negative width": (
+        lambda t, p: (t, edited(p, "model", dec_width=-32)),
+        "no usable model config: ValueError: model.dec_width must be >= 1, got -32",
+    ),
+    "a NaN config value": (lambda t, p: (t, edited(p, "train", lr=float("nan"))), "train.lr must be finite"),
     "an impossible value": (lambda t, p: (t, edited(p, "model", num_stages=9)), "no usable"),
     "an absurd width": (lambda t, p: (t, edited(p, "model", enc_width=2**20)), "implies"),
     "no model config": (lambda t, p: (t, {"meta": {}}), "no usable model config: KeyError"),
@@ -89,9 +97,11 @@ def test_other_export_formats_are_named(export_dir, tmp_path, payload, message):
 
 def test_documented_conversions_and_older_exports(parts, tmp_path):
     tensors, payload = parts
-    save_export(tmp_path / "bf16", {k: v.bfloat16() for k, v in tensors.items()}, payload)
-    model = Tokenizer.from_pretrained(tmp_path / "bf16")  # reduced-precision weights load as float32
-    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for dtype in (torch.bfloat16, torch.float16):  # reduced-precision weights load as float32
+        save_export(tmp_path / str(dtype), {k: v.to(dtype) for k, v in tensors.items()}, payload)
+        model = Tokenizer.from_pretrained(tmp_path / str(dtype))
+        assert all(p.dtype == torch.float32 for p in model.state_dict().values())
+        assert all(torch.equal(v, tensors[k].to(dtype).float()) for k, v in model.state_dict().items())
     save_export(tmp_path / "old", tensors, payload)
     config = json.loads((tmp_path / "old" / CONFIG_NAME).read_text())
     del config["weights_sha256"]  # exports written before checksums still load
@@ -99,13 +109,14 @@ def test_documented_conversions_and_older_exports(parts, tmp_path):
     assert Tokenizer.from_pretrained(tmp_path / "old").state_dict().keys() == tensors.keys()
 
 
-def test_an_interrupted_or_mixed_export_is_detected(parts, export_dir, tmp_path, monkeypatch):
+def test_a_failed_export_write_leaves_the_old_one_and_a_mixed_pair_is_refused(
+    parts, export_dir, tmp_path, monkeypatch
+):
     import fastdec.io
 
     tensors, payload = parts
     shutil.copytree(export_dir, tmp_path / "a")
-    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
-    replace = fastdec.io.os.replace
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
     def crash_in_write(tensors, path):
         raise KeyboardInterrupt("killed while writing the weights")
@@ -113,26 +124,31 @@ def test_an_interrupted_or_mixed_export_is_detected(parts, export_dir, tmp_path,
     monkeypatch.setattr(fastdec.io, "save_file", crash_in_write)
     with pytest.raises(KeyboardInterrupt):
         save_export(tmp_path / "a", tensors, payload)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == before  # intact, no temp files
     monkeypatch.undo()
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and [p.name for p in tmp_path.iterdir()] == ["a"]  # intact, no temporaries
 
-    calls = []
-
-    def crash_between_renames(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed between the two renames")
-        replace(src, dst)
-
-    monkeypatch.setattr(fastdec.io.os, "replace", crash_between_renames)
-    changed = {k: v + 1 for k, v in tensors.items()}
-    with pytest.raises(KeyboardInterrupt):
-        save_export(tmp_path / "a", changed, payload)
-    monkeypatch.undo()
-    with pytest.raises(ValueError, match="interrupted export"):  # new weights, old config: refused
+    save_export(tmp_path / "b", {k: v + 1 for k, v in tensors.items()}, payload)
+    shutil.copy(tmp_path / "b" / WEIGHTS_NAME, tmp_path / "a" / WEIGHTS_NAME)  # a pair mixed by hand
+    with pytest.raises(ValueError, match="come from different saves"):
         load_export(tmp_path / "a")
-    shutil.copy(export_dir / WEIGHTS_NAME, tmp_path / "a" / WEIGHTS_NAME)  # the pair restored by hand
-    assert load_export(tmp_path / "a")[0].keys() == tensors.keys()
+
+
+def test_save_export_replaces_only_exports(parts, tmp_path):
+    """An export overwrite replaces the whole directory, so a directory holding anything else is
+    refused untouched, and so is a file or the root."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    (tmp_path / "file").write_text("keep me too")
+    cases = [("notes", r"not part of an export \['todo.txt'\]"), ("file", "not a plain directory")]
+    for target, message in cases:
+        with pytest.raises(ValueError, match=message):
+            save_export(tmp_path / target, *parts)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    assert (tmp_path / "file").read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes"]
+    with pytest.raises(ValueError, match="root"):
+        save_export("/", *parts)
 
 
 def expect_named_error(fn, path, *, allow_success=False):

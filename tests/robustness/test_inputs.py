@@ -1,6 +1,7 @@
 """Bad inputs at the Python API: each one is a ValueError (or FileNotFoundError) naming the problem,
 or a documented conversion."""
 
+import json
 import math
 import warnings
 
@@ -9,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdec.config import resolve
+from fastdec.config import PRESETS, Config, resolve
 from fastdec.data import build_dataset, load_eval_images
 from fastdec.data.folder import ImageFolder, from_uint8, to_uint8
 from fastdec.hub import load_model
+from fastdec.models.baselines import ThumbnailCodec
 from fastdec.tokenizer import Tokenizer
 from tests.conftest import images, tiny_tokenizer
 from tests.robustness.conftest import encoded, noise_image, png_claiming_size
@@ -27,6 +29,11 @@ def quiet(fn, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fn(*args, **kwargs)
+
+
+def ramp(low: float, high: float) -> torch.Tensor:
+    """Two 16 px images whose values run from ``low`` to ``high``."""
+    return torch.linspace(low, high, 2 * 3 * 16 * 16).reshape(2, 3, 16, 16)
 
 
 x = images(2)
@@ -48,6 +55,10 @@ BAD_IMAGES = {
     "inf": (x.clone().index_fill_(3, torch.tensor([0]), math.inf), "NaN or inf"),
     "-inf": (torch.full_like(x, -math.inf), "NaN or inf"),
     "other device": (x.to("meta"), "on meta"),
+    "pixels in [0, 255] as floats": ((x + 1) * 127.5, r"\[-1, 1\], got values in \[0\.\d+, 25\d.*\(pixels"),
+    "unclamped decoder output": (ramp(-1.2, 1.2), r"\[-1, 1\], got values in \[-1.2, 1.2\] \(clamp them\)"),
+    "below -1 only": (ramp(-1.5, 0.5), r"\[-1, 1\], got values in \[-1.5, 0.5\] \(clamp them\)"),
+    "empty batch": (x[:0], "at least one image"),
 }
 
 
@@ -56,6 +67,17 @@ def test_bad_images_are_named(model, case):
     bad, message = BAD_IMAGES[case]
     with pytest.raises(ValueError, match=message):
         model.encode(bad)
+
+
+def test_documented_value_ranges(model):
+    """[-1, 1] with rounding slack is accepted; [0, 1] images cannot be told from dark ones and encode
+    as they are (the documented conversion is 2 * x - 1, done by the caller)."""
+    edge = torch.full_like(x, 1.005)
+    edge[:, :, 0] = -1.005
+    assert model.encode(edge).shape == (2, 4, 4)
+    zero_one = (x + 1) / 2
+    assert torch.equal(model.encode(zero_one), model.encode(zero_one.clone()))
+    assert not torch.allclose(model.encode(zero_one), model.encode(x))
 
 
 def test_reduced_precision_is_accepted_under_autocast(model):
@@ -76,6 +98,7 @@ BAD_LATENTS = {
     "NaN": (z.clone().index_fill_(1, torch.tensor([2]), math.nan), "NaN or inf"),
     "inf": (torch.full_like(z, math.inf), "NaN or inf"),
     "list": (z.tolist(), "list"),
+    "empty batch": (z[:0], r"at least one latent, got \(0, 4, 4\)"),
 }
 
 
@@ -90,6 +113,43 @@ def test_latents_of_another_tokenizer_are_refused(model):
     other = tiny_tokenizer("model.latent_dim=8")
     with pytest.raises(ValueError, match="another tokenizer"):
         model.decode(other.encode(x), steps=1)
+
+
+BAD_THUMBNAIL_IMAGES = ["uint8", "numpy", "grayscale", "RGBA or CMYK (4 channels)", "channels last",
+                        "not a multiple of the patch", "larger than the resolution", "NaN", "inf",
+                        "pixels in [0, 255] as floats", "empty batch"]  # fmt: skip
+BAD_THUMBNAILS = {
+    "another side": (torch.zeros(2, 3, 6, 6), r"\(B, 3, 4, 4\) for this codec, got \(2, 3, 6, 6\)"),
+    "a tokenizer's latents": (z, r"got \(2, 4, 4\): latents of another codec"),
+    "integer": (torch.zeros(2, 3, 4, 4, dtype=torch.long), "float tensor, got torch.int64"),
+    "list": (torch.zeros(2, 3, 4, 4).tolist(), "float tensor, got list"),
+    "NaN": (torch.full((2, 3, 4, 4), math.nan), "NaN or inf"),
+    "empty batch": (torch.zeros(0, 3, 4, 4), r"got \(0, 3, 4, 4\)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_THUMBNAIL_IMAGES)
+def test_the_thumbnail_baseline_checks_images_like_a_tokenizer(case):
+    bad, message = BAD_IMAGES[case]
+    with pytest.raises(ValueError, match=message):
+        ThumbnailCodec(16, 4).encode(bad)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_THUMBNAILS))
+def test_the_thumbnail_baseline_checks_its_latents(case):
+    bad, message = BAD_THUMBNAILS[case]
+    with pytest.raises(ValueError, match=message):
+        ThumbnailCodec(16, 4).decode(bad)
+
+
+def test_thumbnail_baseline_settings_and_round_trip():
+    cases = [(16, 0, "side must be in"), (16, 17, "side must be in"), (0, 1, "resolution must be"),
+             (16.0, 4, "resolution must be an integer"), (16, True, "side must be an integer")]  # fmt: skip
+    for resolution, side, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ThumbnailCodec(resolution, side)
+    codec = ThumbnailCodec(16, 16)
+    assert torch.allclose(codec.decode(codec.encode(x)), x, atol=1e-6)  # a full-size thumbnail is lossless
 
 
 BAD_SETTINGS = {
@@ -130,6 +190,64 @@ def test_bad_decode_settings_are_named(model, case):
 def test_configs_that_cannot_be_built_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         Tokenizer(resolve("tiny", overrides))
+
+
+BAD_CONFIGS = {
+    "a number as text": ({"model": {"num_latents": "16"}}, "model.num_latents must be of type int, got '16'"),
+    "text for a float": ({"train": {"lr": "x"}}, "train.lr must be of type float, got 'x'"),
+    "a float for an int": ({"train": {"steps": 2.5}}, "train.steps must be of type int, got 2.5"),
+    "a number for a bool": ({"model": {"spatial_cond": 1}}, "model.spatial_cond must be of type bool, got 1"),
+    "a bool for an int": ({"model": {"enc_depth": True}}, "model.enc_depth must be of type int, got True"),
+    "null for an int": ({"model": {"resolution": None}}, "model.resolution must be of type int, got None"),
+    "a list for a string": ({"model": {"latent_kind": ["grid"]}}, "model.latent_kind must be of type str"),
+    "text in the steps list": ({"sample": {"steps": [4, "2"]}}, r"sample.steps must be of type tuple\[int"),
+    "a negative width": ({"model": {"enc_width": -8}}, "model.enc_width must be >= 1, got -8"),
+    "zero heads": ({"model": {"dec_heads": 0}}, "model.dec_heads must be >= 1, got 0"),
+    "zero training steps": ({"train": {"steps": 0}}, "train.steps must be >= 1, got 0"),
+    "a negative batch": ({"train": {"batch_size": -4}}, "train.batch_size must be >= 1, got -4"),
+    "a negative learning rate": ({"train": {"lr": -1e-3}}, "train.lr must be > 0, got -0.001"),
+    "a NaN learning rate": ({"train": {"lr": math.nan}}, "train.lr must be finite, got nan"),
+    "an infinite gamma": ({"model": {"gamma": math.inf}}, "model.gamma must be finite, got inf"),
+    "an EMA decay above 1": ({"train": {"ema_decay": 1.5}}, r"train.ema_decay must be in \[0, 1\], got 1.5"),
+    "CFG dropout of 1": ({"model": {"cfg_dropout": 1}}, r"model.cfg_dropout must be in \[0, 1\), got 1.0"),
+    "keep no states": ({"train": {"keep_states": 0}}, "train.keep_states must be >= 1, got 0"),
+    "a zero sampling stage": ({"sample": {"steps": [2, 0]}}, r"sample.steps must be >= 1, got \(2, 0\)"),
+    "no sampling steps": ({"sample": {"steps": []}}, "sample.steps must not be empty"),
+    "an unknown key": ({"model": {"depth": 3}}, r"unknown model config keys: \['depth'\]"),
+    "an unknown section": ({"optim": {}}, r"unknown config sections: \['optim'\]"),
+    "a section that is a list": ({"train": [1]}, "config section 'train' must be a JSON object"),
+    "not an object": ([], "a config must be a JSON object, got list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_values_are_named_with_key_and_value(case):
+    data, message = BAD_CONFIGS[case]
+    with pytest.raises(ValueError, match=message):
+        Config.from_dict(data)
+
+
+def test_every_valid_config_still_loads():
+    """Presets, their JSON round trip, partial configs of older versions (missing keys take defaults),
+    integers for floats and lists for tuples."""
+    for name, config in PRESETS.items():
+        assert Config.from_dict(json.loads(config.to_json())) == config, name
+    assert Config.from_dict({}) == Config()
+    old = json.loads(PRESETS["tiny"].to_json())
+    del old["model"]["gamma"], old["train"]["max_nonfinite"], old["distill"]
+    assert Config.from_dict(old) == PRESETS["tiny"]
+    loose = Config.from_dict({"train": {"lr": 1, "sigmoid_bias": -3}, "sample": {"steps": [4, 2]}})
+    assert loose.train.lr == 1.0 and isinstance(loose.train.lr, float) and loose.train.sigmoid_bias == -3.0
+    assert loose.sample.steps == (4, 2)
+
+
+def test_out_of_range_overrides_are_named():
+    for override, message in [("train.lr=-1", "train.lr must be > 0, got -1.0"),
+                              ("train.beta2=1", r"train.beta2 must be in \[0, 1\), got 1.0"),
+                              ("sample.steps=2,0", r"sample.steps must be >= 1, got \(2, 0\)"),
+                              ("train.grad_clip=nan", "train.grad_clip must be finite")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            resolve("tiny", [override])
 
 
 def test_unknown_names_are_named():

@@ -10,7 +10,8 @@ def add_parser(p):
         action="append",
         default=[],
         metavar="M[:k=v,...]",
-        help="a decode setting, e.g. runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms (repeat)",
+        help="a decode setting, e.g. runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms (repeat); "
+        "M:backend=onnx or M:onnx=FILE.onnx decodes a one-step student through onnxruntime",
     )
     p.add_argument("--data", default="photos-val")
     p.add_argument("--limit", type=positive_int, default=64)

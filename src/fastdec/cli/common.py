@@ -13,7 +13,8 @@ def add_run_args(parser: argparse.ArgumentParser, example: str) -> None:
     """--set overrides, --run, --dry-run, --no-progress: shared by train and distill."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config value, e.g. --set {example} (repeatable)")  # fmt: skip
-    parser.add_argument("--run", help="run directory (states, log, export)")
+    parser.add_argument("--run", "--run-dir", dest="run", metavar="DIR",
+                        help="run directory (states, log, export); --run-dir under torchrun")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -61,9 +62,20 @@ def check_config(config) -> None:
 
     with torch.device("meta"):
         Tokenizer(config)
-    for name in ("steps", "batch_size", "log_every", "ckpt_every"):
+    from fastdec.training.distributed import DEVICES
+
+    for name in ("steps", "batch_size", "log_every", "ckpt_every", "grad_accum"):
         if getattr(config.train, name) < 1:
             raise ValueError(f"train.{name} must be >= 1, got {getattr(config.train, name)}")
+    if config.train.workers < 0:
+        raise ValueError(f"train.workers must be >= 0, got {config.train.workers}")
+    if config.train.device not in DEVICES:
+        raise ValueError(f"train.device must be one of {DEVICES}, got {config.train.device!r}")
+    if config.train.batch_size % config.train.grad_accum:
+        raise ValueError(
+            f"train.batch_size {config.train.batch_size} must be a multiple of "
+            f"train.grad_accum {config.train.grad_accum} (and of the number of processes)"
+        )
 
 
 def add_decode_args(parser: argparse.ArgumentParser) -> None:

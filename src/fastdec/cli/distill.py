@@ -15,6 +15,7 @@ def run(args):
     import json
 
     from fastdec.tokenizer import Tokenizer
+    from fastdec.training.distributed import is_main_process
 
     teacher = Tokenizer.from_pretrained(args.teacher).config  # the whole export is checked up front
     defaults = TrainConfig(data=teacher.train.data, steps=1000, batch_size=32, lr=1e-4, warmup_steps=50)
@@ -23,12 +24,16 @@ def run(args):
         raise ValueError("the student's model section is the teacher's; only train.*/distill.* may be set")
     config = resolve(base, args.overrides)
     check_config(config)
-    print(json.dumps({"train": config.to_dict()["train"], "distill": config.to_dict()["distill"]}, indent=2))
+    if is_main_process():  # under torchrun every process runs this command
+        resolved = config.to_dict()
+        print(json.dumps({"train": resolved["train"], "distill": resolved["distill"]}, indent=2))
     if args.dry_run:
         return 0
     if not args.run:
         raise ValueError("--run DIR is required to distil")
     from fastdec.training.distill import distill
 
-    print(f"exported {distill(args.teacher, config, args.run, progress=not args.no_progress)}")
+    export = distill(args.teacher, config, args.run, progress=not args.no_progress)
+    if is_main_process():
+        print(f"exported {export}")
     return 0

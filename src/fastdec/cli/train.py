@@ -10,9 +10,12 @@ def add_parser(p):
 
 
 def run(args):
+    from fastdec.training.distributed import is_main_process
+
     config = resolve(args.preset, args.overrides)
     check_config(config)
-    print(config.to_json())
+    if is_main_process():  # under torchrun every process runs this command
+        print(config.to_json())
     if args.dry_run:
         return 0
     if not args.run:
@@ -20,5 +23,6 @@ def run(args):
     from fastdec.training.train import train_tokenizer
 
     export = train_tokenizer(config, args.run, progress=not args.no_progress)
-    print(f"exported {export}")
+    if is_main_process():
+        print(f"exported {export}")
     return 0

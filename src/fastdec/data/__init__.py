@@ -1,7 +1,9 @@
 """Data: embedded photos, image folders, and the two entry points the training and eval code use.
 
 A ``source`` string names the data: ``"photos"`` is the embedded photo set (no download, see
-``photos.py``); ``"photos-val"`` is its held-out split; anything else is a folder of images.
+``photos.py``); ``"photos-val"`` is its held-out split; a set of tar shards (``shards.py``: a brace
+pattern such as ``shards/train-{000000..000009}.tar``, a glob, a ``.tar`` file or a folder holding
+``.tar`` files); anything else is a folder of images (ImageNet's class sub-folders included).
 """
 
 from pathlib import Path
@@ -25,6 +27,7 @@ from fastdec.data.photos import (
     load_photo,
     validation_crops,
 )
+from fastdec.data.shards import ShardDataset, shard_paths, write_shards
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -34,6 +37,7 @@ __all__ = [
     "CropParams",
     "ImageFolder",
     "PhotoCrops",
+    "ShardDataset",
     "build_dataset",
     "from_uint8",
     "load_eval_images",
@@ -41,28 +45,42 @@ __all__ = [
     "save_images",
     "to_uint8",
     "validation_crops",
+    "write_shards",
 ]
 
 DEFAULT_TRAIN_LENGTH = 100_000
 DEFAULT_VAL_LENGTH = 64
 
 
-def _folder(source: str, resolution: int) -> ImageFolder:
+def _folder(source: str, resolution: int, verify: bool = True) -> ImageFolder | ShardDataset:
+    """The shards or the image folder that ``source`` names."""
+    shards = shard_paths(source) if source else None
+    if shards is not None:
+        return ShardDataset(shards, resolution, verify=verify)
     if not source or not Path(source).exists():  # Path("") would be the working directory
         raise FileNotFoundError(
-            f"data source {source!r} is neither an embedded set ('photos', 'photos-val') "
-            "nor an existing folder"
+            f"data source {source!r} is neither an embedded set ('photos', 'photos-val'), "
+            "nor tar shards, nor an existing folder"
         )
-    return ImageFolder(source, resolution)
+    return ImageFolder(source, resolution, verify=verify)
 
 
 def build_dataset(
-    source: str, resolution: int, *, split: str = "train", seed: int = 0, length: int | None = None
+    source: str,
+    resolution: int,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    length: int | None = None,
+    augment: str = "flip",
+    min_frac: float = 0.5,
+    verify: bool = True,
 ) -> Dataset:
     """The dataset a training run reads; every item is a float32 (3, R, R) tensor in [-1, 1].
 
     Args:
-        source: ``"photos"`` for the embedded photos, otherwise a folder path.
+        source: ``"photos"`` for the embedded photos, tar shards (see the module docstring), or
+            a folder path.
         resolution: output side R.
         split: ``"train"`` (random crops of ``TRAIN_PHOTOS``) or ``"val"`` (the fixed crops
             of ``validation_crops``, items 0..length-1). A folder is its own split: both
@@ -70,9 +88,13 @@ def build_dataset(
         seed: crop seed for ``"photos"`` (a folder has no randomness).
         length: number of items for ``"photos"`` (default 100_000 for train, 64 for val);
             must be left ``None`` for a folder, whose length is its image count.
+        augment, min_frac: training crops of ``"photos"`` (see ``PhotoCrops``); the validation
+            crops are always the fixed default ones.
+        verify: for a folder or shards: decode every image at construction (bad ones excluded);
+            False lists them only and reports a bad image when it is read.
 
     Returns:
-        A ``PhotoCrops`` or an ``ImageFolder``.
+        A ``PhotoCrops``, an ``ImageFolder`` or a ``ShardDataset``.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -80,13 +102,16 @@ def build_dataset(
         names, default = (
             (TRAIN_PHOTOS, DEFAULT_TRAIN_LENGTH) if split == "train" else (VAL_PHOTOS, DEFAULT_VAL_LENGTH)
         )
-        return PhotoCrops(names, resolution, default if length is None else length, seed)
+        length = default if length is None else length
+        if split == "val":
+            return PhotoCrops(names, resolution, length, seed)
+        return PhotoCrops(names, resolution, length, seed, min_frac=min_frac, augment=augment)
     if length is not None:
         raise ValueError(
             f"length applies to source='photos' only; the folder {source!r} "
             f"has as many items as images, got length={length}"
         )
-    return _folder(source, resolution)
+    return _folder(source, resolution, verify)
 
 
 def load_eval_images(

@@ -4,11 +4,14 @@ Every candidate file is fully decoded once at construction. Files that fail (cor
 not an image, over the pixel limit, unsupported mode) are kept in ``bad_files`` with the reason
 and announced in one warning; they are never silently dropped and never crash a DataLoader later.
 The cost is one decode per file at start-up, which is fine for evaluation sets and small training
-folders.
+folders. At scale (ImageNet: 1.28 M files, on every process) ``verify=False`` lists the files only;
+a file that fails when read is then reported (a warning naming it, ``bad_files``) and the next
+readable item stands in for it, so training goes on.
 """
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +84,9 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _load_rgb(path: Path, max_pixels: int) -> Image.Image:
-    """Fully decode one file to RGB (first frame, EXIF orientation applied); raises on failure."""
+def load_rgb(path, max_pixels: int) -> Image.Image:
+    """Fully decode one file (a path or a binary file object) to RGB (first frame, EXIF orientation
+    applied); raises on failure."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
         with Image.open(path) as image:
@@ -97,7 +101,7 @@ def _load_rgb(path: Path, max_pixels: int) -> Image.Image:
             return _rgb(image)
 
 
-def _centre_square(image: Image.Image, resolution: int) -> Image.Image:
+def centre_square(image: Image.Image, resolution: int) -> Image.Image:
     """Centre square crop resized to (resolution, resolution) with Lanczos antialiasing.
 
     Equivalent to resizing the short side to ``resolution`` and centre cropping; done as one
@@ -112,6 +116,27 @@ def _centre_square(image: Image.Image, resolution: int) -> Image.Image:
     return image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box)
 
 
+def list_images(root: Path) -> tuple[list[Path], dict[str, int]]:
+    """Files under ``root`` (recursive) with an extension in ``IMAGE_EXTENSIONS`` (any case), sorted by
+    relative POSIX path, and the count of every other extension found."""
+    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    skipped = Counter(p.suffix.lower() or "<none>" for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
+    return candidates, dict(skipped)
+
+
+def read_or_next(n: int, index: int, read: Callable[[int], torch.Tensor], on_bad: Callable) -> torch.Tensor:
+    """Item ``index``, or the next item that reads (wrapping around) if it does not: deterministic,
+    so every process and every resumed run sees the same stand-in. ``on_bad(j, error)`` reports."""
+    for k in range(n):
+        j = (index + k) % n
+        try:
+            return read(j)
+        except Exception as error:  # any decoder failure on an untrusted file = bad file
+            on_bad(j, error)
+    raise ValueError(f"none of the {n} images could be read")
+
+
 class ImageFolder(Dataset):
     """Every image under a folder (recursive), centre-cropped and resized to a square.
 
@@ -122,9 +147,11 @@ class ImageFolder(Dataset):
     upsampled and counted in ``report()["n_upsampled"]``.
 
     Args:
-        folder: directory to scan.
+        folder: directory to scan (ImageNet's class sub-folders included).
         resolution: output side R.
         max_pixels: larger images are recorded as bad (decompression-bomb guard).
+        verify: decode every file now (bad ones excluded, see the module docstring); False lists them
+            only and reports bad files when read (then ``n_upsampled`` counts what was read).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
@@ -132,7 +159,14 @@ class ImageFolder(Dataset):
         ValueError: no readable image under ``folder``.
     """
 
-    def __init__(self, folder: str | Path, resolution: int, *, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        folder: str | Path,
+        resolution: int,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        verify: bool = True,
+    ):
         root = Path(folder)
         if not root.exists():
             raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
@@ -142,22 +176,15 @@ class ImageFolder(Dataset):
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
         if not isinstance(max_pixels, int) or max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-        self.root, self.resolution, self.max_pixels = root, resolution, max_pixels
+        self.root, self.resolution, self.max_pixels, self.verify = root, resolution, max_pixels, verify
 
-        files = sorted(
-            (p for p in root.rglob("*") if p.is_file()),
-            key=lambda p: p.relative_to(root).as_posix(),
-        )
-        candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        self.skipped_extensions = dict(
-            Counter(p.suffix.lower() or "<none>" for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
-        )
-        self.paths: list[Path] = []
+        candidates, self.skipped_extensions = list_images(root)
+        self.paths: list[Path] = [] if verify else candidates
         self.bad_files: list[tuple[Path, str]] = []
         self.n_upsampled = 0
-        for path in candidates:
+        for path in candidates if verify else ():
             try:
-                image = _load_rgb(path, max_pixels)
+                image = load_rgb(path, max_pixels)
             except Exception as error:  # any decoder failure on an untrusted file = bad file
                 self.bad_files.append((path, f"{type(error).__name__}: {error}"))
                 continue
@@ -188,15 +215,28 @@ class ImageFolder(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        """Image ``index`` as a float32 tensor of shape (3, R, R) in [-1, 1]."""
-        path = self.paths[index]
+        """Image ``index`` as a float32 tensor of shape (3, R, R) in [-1, 1] (unverified: or the next
+        readable one, if this one fails)."""
+        if not self.verify:
+            return read_or_next(len(self), index, self._read, self._report_bad)
         try:
-            image = _load_rgb(path, self.max_pixels)
+            return self._read(index)
         except Exception as error:  # the file decoded at construction: it changed on disk
             raise RuntimeError(
-                f"image {path} decoded at construction but now fails: {type(error).__name__}: {error}"
+                f"image {self.paths[index]} decoded at construction but now fails: "
+                f"{type(error).__name__}: {error}"
             ) from error
-        return from_uint8(np.asarray(_centre_square(image, self.resolution)))  # (3, R, R)
+
+    def _read(self, index: int) -> torch.Tensor:
+        image = load_rgb(self.paths[index], self.max_pixels)
+        self.n_upsampled += not self.verify and min(image.size) < self.resolution
+        return from_uint8(np.asarray(centre_square(image, self.resolution)))  # (3, R, R)
+
+    def _report_bad(self, index: int, error: Exception) -> None:
+        path = self.paths[index]
+        if all(p != path for p, _ in self.bad_files):
+            self.bad_files.append((path, f"{type(error).__name__}: {error}"))
+            warnings.warn(f"unreadable image file {path} skipped: {self.bad_files[-1][1]}", stacklevel=3)
 
     def report(self) -> dict:
         """Summary of the scan: counts, bad files with reasons, skipped non-image extensions."""
@@ -207,6 +247,7 @@ class ImageFolder(Dataset):
             "bad": [(str(p), reason) for p, reason in self.bad_files],
             "n_upsampled": self.n_upsampled,
             "skipped_extensions": dict(self.skipped_extensions),
+            "verified": self.verify,
         }
 
 

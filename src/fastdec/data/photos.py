@@ -88,6 +88,12 @@ class CropParams(NamedTuple):
     left: int
     side: int
     flip: bool
+    rotations: int = 0  # quarter turns (augment "dihedral", "dihedral-rgb")
+    channels: tuple[int, int, int] = (0, 1, 2)  # RGB order (augment "dihedral-rgb")
+
+
+AUGMENTS = ("flip", "dihedral", "dihedral-rgb")
+_PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
 class PhotoCrops(Dataset):
@@ -100,12 +106,19 @@ class PhotoCrops(Dataset):
     position; a horizontal flip with probability 1/2. The crop is resized with Lanczos
     antialiasing. The same ``(seed, i)`` always gives the same image, in any worker.
 
+    Eight photos are few: a tokenizer trained on their crops learns them well and generalises
+    poorly. ``augment`` widens them: ``"flip"`` (horizontal flips only), ``"dihedral"`` (also a
+    uniform number of quarter turns: the 8 symmetries of the square) and ``"dihedral-rgb"`` (also a
+    uniform permutation of the colour channels). The extra draws come after the flip's, so the
+    crops themselves do not depend on ``augment``.
+
     Args:
         names: photo names (keys of ``PHOTO_SOURCES``).
         resolution: output side R.
         length: virtual epoch length returned by ``len``.
         seed: non-negative base seed.
         min_frac: smallest crop side as a fraction of the short side, in (0, 1].
+        augment: one of ``AUGMENTS``.
     """
 
     def __init__(
@@ -115,6 +128,7 @@ class PhotoCrops(Dataset):
         length: int = 100_000,
         seed: int = 0,
         min_frac: float = 0.5,
+        augment: str = "flip",
     ):
         unknown = [n for n in names if n not in PHOTO_SOURCES]
         if not names or unknown:
@@ -128,7 +142,9 @@ class PhotoCrops(Dataset):
         if not 0.0 < min_frac <= 1.0:
             raise ValueError(f"min_frac must be in (0, 1], got {min_frac!r}")
         self.names, self.resolution, self.length = tuple(names), resolution, length
-        self.seed, self.min_frac = seed, min_frac
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        self.seed, self.min_frac, self.augment = seed, min_frac, augment
 
     def __len__(self) -> int:
         return self.length
@@ -145,7 +161,12 @@ class PhotoCrops(Dataset):
         side = int(rng.integers(lo, short + 1))
         top = int(rng.integers(height - side + 1))
         left = int(rng.integers(width - side + 1))
-        return CropParams(name, top, left, side, bool(rng.random() < 0.5))
+        flip = bool(rng.random() < 0.5)
+        if self.augment == "flip":
+            return CropParams(name, top, left, side, flip)
+        rotations = int(rng.integers(4))
+        channels = _PERMUTATIONS[rng.integers(6)] if self.augment == "dihedral-rgb" else (0, 1, 2)
+        return CropParams(name, top, left, side, flip, rotations, channels)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Crop ``index`` as a float32 tensor of shape (3, R, R) in [-1, 1]."""
@@ -157,7 +178,8 @@ class PhotoCrops(Dataset):
         )  # reducing_gap: box-reduce first, then Lanczos; ~10x faster, same to ~1/255
         if p.flip:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return from_uint8(np.asarray(crop))  # (3, R, R)
+        array = np.rot90(np.asarray(crop), p.rotations)[:, :, list(p.channels)]  # (R, R, 3)
+        return from_uint8(np.ascontiguousarray(array))  # (3, R, R)
 
 
 def validation_crops(

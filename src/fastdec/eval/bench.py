@@ -1,9 +1,12 @@
 """The comparison table: several decoders and decode settings on the same images and latents.
 
 Each setting is ``MODEL[:key=value,...]`` with keys ``steps`` (``50`` or per stage ``4/2/1``),
-``total_steps``, ``guidance`` and ``label``. Quality comes from one full reconstruction per setting
-(:func:`fastdec.eval.evaluate.evaluate` without its timing); decode times are measured afterwards
-for all settings round-robin on one fixed batch, so machine drift hits every setting alike.
+``total_steps``, ``guidance``, ``label``, and ``backend=onnx`` (decode a one-step student through
+onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of ``fastdec export-onnx``).
+Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
+without its timing); decode times are measured afterwards for all settings round-robin on one fixed
+batch, so machine drift hits every setting alike. An onnx row reports the FLOPs of the same decode
+counted in PyTorch.
 """
 
 import platform
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fastdec.eval.evaluate import evaluate, precision
+from fastdec.eval.flops import count_flops
 from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
 
 
@@ -20,12 +24,14 @@ class Setting:
     model: str
     decode: dict = field(default_factory=dict)
     label: str = ""
+    backend: str = "torch"  # "torch" | "onnx"
+    onnx_file: str | None = None  # with backend "onnx": a file of `fastdec export-onnx`, else export now
 
 
 def parse_setting(spec: str) -> Setting:
     """``"runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms 4-2-1"`` -> :class:`Setting`."""
     model, _, options = spec.partition(":")
-    decode, label = {}, ""
+    decode, label, backend, onnx_file = {}, "", "torch", None
     for item in filter(None, options.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
@@ -38,11 +44,18 @@ def parse_setting(spec: str) -> Setting:
             decode["guidance"] = float(value)
         elif key == "label":
             label = value
+        elif key == "backend":
+            if value not in ("torch", "onnx"):
+                raise ValueError(f"backend must be 'torch' or 'onnx', got {value!r} in {spec!r}")
+            backend = value
+        elif key == "onnx":
+            backend, onnx_file = "onnx", value
         else:
             raise ValueError(
-                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, label"
+                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, label, "
+                "backend, onnx"
             )
-    return Setting(model, decode, label or spec)
+    return Setting(model, decode, label or spec, backend, onnx_file)
 
 
 @torch.no_grad()
@@ -68,12 +81,23 @@ def compare(
     sync = cuda_sync_if_needed(images.device)
     for s in settings:
         model = models[s.model]
+        if s.backend == "onnx":
+            from fastdec.export.onnx import OnnxTokenizer
+
+            if autocast is not None:
+                raise ValueError(
+                    f"setting {s.label!r}: the onnxruntime decoder runs in float32, not {autocast}"
+                )
+            model = OnnxTokenizer.build(model, s.onnx_file, threads=threads)
         result, recon = evaluate(
             model, images, batch_size=batch_size, seed=seed, rfid=rfid, timing_repeats=1, threads=threads,
             progress=progress, autocast=autocast, **s.decode,
         )  # fmt: skip
         result.pop("decode_ms_per_image")
-        rows.append({"label": s.label, "model": s.model, **result})
+        if s.backend == "onnx":  # the counter sees PyTorch ops only: count the same decode in PyTorch
+            z1 = model.encode(x[:1])
+            result["flops_per_image"] = count_flops(lambda model=model, z1=z1: model.tokenizer.decode(z1))
+        rows.append({"label": s.label, "model": s.model, "backend": s.backend, **result})
         recons[s.label] = recon
         with precision(x.device, autocast):
             z = model.encode(x)

@@ -11,6 +11,9 @@ teacher's). The teacher target is built on a stage path (fixing METHOD.md §7.4)
 
 The adversarial term (weight > 0) adds a hinge GAN loss from :class:`Discriminator` scaled by the
 VQGAN adaptive weight on the decoder's last layer; with weight 0 no discriminator exists.
+
+Random draws: the stage k and time u are shared by the batch (its batch generator); every noise is
+drawn per sample (:mod:`fastdec.losses.draws`), so a batch split over processes draws what it draws whole.
 """
 
 import torch
@@ -19,6 +22,7 @@ from fastdec.diffusion import path
 from fastdec.diffusion.pyramid import downsample
 from fastdec.diffusion.timesteps import euler_grid
 from fastdec.losses.adversarial import adaptive_weight, generator_hinge
+from fastdec.losses.draws import as_draws
 from fastdec.models.denoiser import stage_projection
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample
@@ -78,7 +82,8 @@ class DistillationLoss:
 
     @torch.no_grad()
     def teacher_targets(self, z, student_outputs, noises, generator):
-        """(first stage k, teacher outputs of stages k..S-1)."""
+        """(first stage k, teacher outputs of stages k..S-1); ``generator``: the batch's
+        :class:`~fastdec.losses.draws.SampleDraws` or a plain generator."""
         teacher = self.teacher
         stages = teacher.stages
 
@@ -96,20 +101,21 @@ class DistillationLoss:
             k = 0
             multiscale_sample(stages, solve_from(1.0), noises, trace=outputs, **self._transitions(teacher))
             return k, outputs
-        k = int(torch.randint(len(stages), (1,), generator=generator))
-        u = self.min_start + (1 - self.min_start) * float(torch.rand(1, generator=generator))
+        draws = as_draws(generator, z.shape[0])
+        k = int(torch.randint(len(stages), (1,), generator=draws.batch_generator))
+        u = self.min_start + (1 - self.min_start) * float(torch.rand(1, generator=draws.batch_generator))
         stage = stages[k]
         final = student_outputs[-1].detach()
         x_end = downsample(final, 2 ** (len(stages) - 1 - k))  # clean image at stage k's resolution
         project = stage_projection(stage)
         x_start = project(x_end) if project is not None else x_end
-        eps = torch.randn(x_end.shape, generator=generator).to(x_end)
+        eps = draws.randn(*x_end.shape[1:]).to(x_end)  # (B, 3, r, r)
         a, c, d = path.coefficients(u, stage.start, stage.end)
         x_u = a * x_end + c * x_start + d * eps  # on stage k's path at local time u
         first = solve_from(u)(stage, x_u)
         outputs.append(first)
         if k + 1 < len(stages):
-            fresh = [torch.randn(n.shape, generator=generator).to(n) for n in noises[k + 1 :]]
+            fresh = [draws.randn(*n.shape[1:]).to(n) for n in noises[k + 1 :]]
             multiscale_sample(
                 stages[k + 1 :], solve_from(u), fresh, previous=first, trace=outputs,
                 **self._transitions(teacher),

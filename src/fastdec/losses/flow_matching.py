@@ -3,13 +3,16 @@
 With one stage this is the plain loss of METHOD.md §2: ``|v_hat - (eps - x)|^2`` at t ~ logit-normal.
 With S stages (METHOD.md §3) each sample of the batch is assigned a stage (evenly), its stage pair
 (x_end, x_start) is built from the image, and the target is the stage velocity ``y_start - y_end``.
+Stage, time and noise of a sample depend only on its global index and its own generator
+(:mod:`fastdec.losses.draws`), so a batch split over processes draws what it draws whole.
 """
 
 import torch
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import Stage, assign_stages, stage_targets, training_pair
+from fastdec.diffusion.pyramid import Stage, stage_targets, training_pair
 from fastdec.diffusion.timesteps import sample_times
+from fastdec.losses.draws import SampleDraws, as_draws
 
 
 class FlowMatchingLoss:
@@ -53,24 +56,29 @@ class FlowMatchingLoss:
             )
         self.perceptual_start_stage = start
 
-    def __call__(self, decoder, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator):
+    def __call__(self, decoder, x: torch.Tensor, z: torch.Tensor, generator: torch.Generator | SampleDraws):
         """Loss for images x (B, 3, H, W) and latents z (B, L, d).
+
+        ``generator``: the batch's :class:`SampleDraws` (or a plain generator standing for its seed).
 
         Returns:
             (loss (B,), terms): per-sample loss, and named per-sample terms for logging.
         """
         num_stages = len(self.stages)
-        assigned = assign_stages(x.shape[0], num_stages)  # (B,)
+        draws = as_draws(generator, x.shape[0])
+        assigned = draws.indices % num_stages  # (B,) assign_stages's rule (i % S) on the global index
         loss = x.new_zeros(x.shape[0])
         mse_all = x.new_zeros(x.shape[0])
         perc_all = x.new_zeros(x.shape[0])
         for stage in self.stages:
-            idx = (assigned == stage.index).nonzero().squeeze(1)
-            if idx.numel() == 0:
+            members = (assigned == stage.index).nonzero().squeeze(1)  # (b,) on the CPU, like the draws
+            if members.numel() == 0:
                 continue
+            idx = members.to(x.device)
             x_end, x_start = stage_targets(x[idx], stage, num_stages)
-            t_loc = sample_times(self.t_sampling, idx.numel(), generator).to(x)
-            eps = torch.randn(x_end.shape, generator=generator).to(x)
+            group = draws.subset(members)
+            t_loc = torch.cat([sample_times(self.t_sampling, 1, g) for g in group.sample_generators]).to(x)
+            eps = group.randn(*x_end.shape[1:]).to(x)  # (b, 3, r, r)
             x_t, target = training_pair(x_end, x_start, stage, t_loc, eps)
             v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage)
             if self.loss_space == "v":

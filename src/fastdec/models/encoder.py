@@ -7,12 +7,13 @@ Two latent layouts share one class:
 - ``latent_kind="grid"``: z is the patch grid itself (L = (H/p)^2 tokens, each tied to its region),
   the layout of convolutional autoencoders. It learns much faster at small compute.
 Either way the outputs go through LayerNorm + Linear down to d dims, plus an optional linear skip
-(:mod:`fastdec.models.linear_skip`).
+(:mod:`fastdec.models.linear_skip`), then an optional VQ bottleneck (:mod:`fastdec.models.quantizer`).
 """
 
 import torch
 from torch import nn
 
+from fastdec.models.quantizer import Quantized, VectorQuantizer
 from fastdec.nn.layers import JointBlock
 from fastdec.nn.patch import PatchEmbed
 from fastdec.nn.rope import grid_positions, rope_angles
@@ -51,6 +52,7 @@ class Encoder(nn.Module):
         stem: str = "linear",
         rope_base: float = 100.0,
         skip: nn.Module | None = None,
+        quantizer: VectorQuantizer | None = None,
     ):
         super().__init__()
         if latent_kind not in ("tokens", "grid"):
@@ -78,12 +80,25 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, latent_dim)
         self.skip = skip
+        self.quantizer = quantizer
         if skip is not None:  # start as the linear codec: the transformer adds a learned correction
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) in [-1, 1] -> z (B, L, d)."""
+        """images (B, 3, H, W) in [-1, 1] -> z (B, L, d), quantised if the encoder has a quantizer."""
+        return self.bottleneck(images)[0]
+
+    def bottleneck(self, images: torch.Tensor) -> tuple[torch.Tensor, Quantized | None]:
+        """images (B, 3, H, W) -> (z (B, L, d), the quantizer's output or None when continuous)."""
+        z = self.features(images)
+        if self.quantizer is None:
+            return z, None
+        quantized = self.quantizer(z)
+        return quantized.latents, quantized
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> continuous z (B, L, d), before any quantizer."""
         x = self.patch(images)  # (B, N, D)
         p = self.patch.patch_size
         gh, gw = images.shape[2] // p, images.shape[3] // p

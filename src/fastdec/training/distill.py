@@ -14,7 +14,7 @@ from fastdec.models.discriminator import Discriminator
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
 from fastdec.training.steps import DistillStep
-from fastdec.training.train import LOOP_KEYS, heldout_psnr_fn
+from fastdec.training.train import LOOP_KEYS, compiled_networks, heldout_psnr_fn
 
 
 def student_config(config: Config) -> Config:
@@ -73,11 +73,14 @@ def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progre
         run_dir=run_dir,
         model=student,
         step_fn=DistillStep(loss, discriminator, d.disc_lr),
-        dataset=build_dataset(t.data, config.model.resolution, split="train", seed=t.seed),
+        dataset=build_dataset(
+            t.data, config.model.resolution, split="train", seed=t.seed, verify=t.verify_data
+        ),
         config_json=student_config(config).to_json(),
         eval_fn=eval_fn,
         export_fn=export,
         progress=progress,
+        compile_modules=compiled_networks(student, t.compile),
         **{k: getattr(t, k) for k in LOOP_KEYS},
     )
     return export_dir

@@ -1,29 +1,37 @@
 """The one training loop of fastdec: tokenizer training and distillation both run through it.
 
-It counts optimiser steps, seeds every step from (seed, rank, step) so a resumed run draws exactly the
-numbers an uninterrupted one would, writes training states atomically every ``ckpt_every`` steps and
-resumes from the newest one when the same command runs again. What a step computes is the
-``step_fn`` passed in; a step function with ``state_dict``/``load_state_dict`` (a discriminator and its
-optimiser) is saved and restored with the rest.
+It counts optimiser steps; a step's global batch (:func:`batch_indices`) and every sample's random draws
+(:class:`~fastdec.losses.draws.SampleDraws`) are pure functions of (seed, step, global index), so a
+resumed run draws exactly the numbers an uninterrupted one would, and N processes under torchrun
+(each takes its slice of the global batch, optionally in ``grad_accum`` micro-batches; DDP averages the
+gradients) compute what one process computes. Rank 0 logs and writes training states atomically every
+``ckpt_every`` steps; every rank resumes from the newest one when the same command runs again, with
+any number of processes. What a step computes is the ``step_fn`` passed in; a step function with
+``state_dict``/``load_state_dict`` (a discriminator and its optimiser) is saved and restored with the
+rest, and one with ``to(device)`` is moved to the training device.
 """
 
 import contextlib
+import functools
 import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from fastdec.io import atomic_write_text
+from fastdec.losses.draws import SampleDraws
+from fastdec.training import distributed
 from fastdec.training.ema import EMA
-from fastdec.training.state import check_run_config, latest_state, save_state
+from fastdec.training.state import check_run_config, latest_state, load_state, save_state, state_path
 
-StepFn = Callable[[nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict]]
+StepFn = Callable[[nn.Module, torch.Tensor, SampleDraws], tuple[torch.Tensor, dict]]
 
 
 def lr_at(step: int, *, lr: float, steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -34,18 +42,57 @@ def lr_at(step: int, *, lr: float, steps: int, warmup_steps: int, min_lr_ratio: 
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+
+
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     """Dataset indices of a step: epoch-wise permutations of range(n), a pure function of the step."""
-    out = []
-    for k in range(step * batch_size, (step + 1) * batch_size):
-        epoch, pos = divmod(k, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        out.append(int(perm[pos]))
-    return out
+    return [
+        int(_permutation(n, seed, k // n)[k % n]) for k in range(step * batch_size, (step + 1) * batch_size)
+    ]
 
 
-def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
+class StepSampler(Sampler[list[int]]):
+    """The distributed sampler: this rank's micro-batches of dataset indices, step after step.
+
+    A step's global batch (:func:`batch_indices`) is cut into ``world_size`` contiguous slices, rank r
+    taking slice r, and each slice into ``grad_accum`` micro-batches of ``micro`` samples.
+    """
+
+    def __init__(self, *, start: int, steps: int, batch_size: int, n: int, seed: int, rank: int,
+                 world_size: int, grad_accum: int):  # fmt: skip
+        self.start, self.steps, self.batch_size, self.n, self.seed = start, steps, batch_size, n, seed
+        self.local = batch_size // world_size
+        self.micro = self.local // grad_accum
+        self.rank, self.grad_accum = rank, grad_accum
+
+    def positions(self, m: int) -> range:
+        """Global positions in the step's batch of this rank's micro-batch ``m``."""
+        first = self.rank * self.local + m * self.micro
+        return range(first, first + self.micro)
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            indices = batch_indices(step, self.batch_size, self.n, self.seed)
+            for m in range(self.grad_accum):
+                yield [indices[p] for p in self.positions(m)]
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.grad_accum
+
+
+class _StepModule(nn.Module):
+    """The model and its step function as one module, so that DDP sees the whole step as its forward."""
+
+    def __init__(self, model: nn.Module, step_fn: StepFn):
+        super().__init__()
+        self.model = model
+        self.step_fn = step_fn
+
+    def forward(self, images: torch.Tensor, draws: SampleDraws):
+        return self.step_fn(self.model, images, draws)
 
 
 @contextlib.contextmanager
@@ -63,6 +110,68 @@ def stop_signals():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _check_split(batch_size: int, world_size: int, grad_accum: int) -> None:
+    if grad_accum < 1:
+        raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
+    if batch_size % (world_size * grad_accum):
+        raise ValueError(
+            f"train.batch_size {batch_size} (the global batch) must be a multiple of processes x "
+            f"grad_accum = {world_size} x {grad_accum}"
+        )
+
+
+def _accumulate_gradients(net, batches, sampler: StepSampler, ctx, *, seed: int, step: int, bf16: bool):
+    """Forward and backward this rank's micro-batches of ``step``; DDP averages the gradients over the
+    ranks in the last backward. Returns this rank's mean loss and mean terms (0-d tensors)."""
+    micro_batches = sampler.grad_accum
+    loss = torch.zeros((), device=ctx.device)
+    terms: dict[str, torch.Tensor] = {}
+    for m in range(micro_batches):
+        batch = next(batches).to(ctx.device, non_blocking=True)  # (b, 3, R, R)
+        draws = SampleDraws.for_step(seed, step, sampler.positions(m))
+        last = m == micro_batches - 1
+        with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
+                micro_loss, micro_terms = net(batch, draws)
+            micro_loss = micro_loss.float().mean() / micro_batches  # equal micro-batches: the batch mean
+            micro_loss.backward()
+        loss += micro_loss.detach()
+        for k, v in micro_terms.items():
+            terms[k] = terms.get(k, 0.0) + v.detach().float().mean() / micro_batches
+    return loss, terms
+
+
+def _mean_over_ranks(terms: dict[str, torch.Tensor], ctx) -> dict[str, float]:
+    """Logged terms: each rank's means averaged over the ranks (equal local batches: the global mean)."""
+    names = sorted(terms)
+    if not names:
+        return {}
+    means = ctx.all_reduce(torch.stack([terms[k] for k in names])) / ctx.world_size
+    return {k: v.item() for k, v in zip(names, means, strict=True)}
+
+
+def _resume(run_dir: Path, ctx, model, ema, opt, step_fn) -> int:
+    """Load the newest state rank 0 sees on every rank; returns its step (0 for a fresh run)."""
+    state = latest_state(run_dir) if ctx.is_main else None
+    step = ctx.broadcast_int(-1 if state is None else int(state["step"]))
+    if step < 0:
+        return 0
+    if state is None:
+        path = state_path(run_dir, step)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"rank {ctx.rank} cannot see {path}: the run directory must be on a file system "
+                "that every node shares"
+            )
+        state = load_state(path)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    if hasattr(step_fn, "load_state_dict"):
+        step_fn.load_state_dict(state["step_fn"])
+    return step
 
 
 def train_loop(
@@ -83,6 +192,10 @@ def train_loop(
     ema_decay: float = 0.999,
     bf16: bool = False,
     seed: int = 0,
+    grad_accum: int = 1,
+    workers: int = 0,
+    device: str = "auto",
+    compile_modules: Sequence[nn.Module] = (),
     log_every: int = 25,
     ckpt_every: int = 250,
     keep_states: int = 2,
@@ -94,56 +207,64 @@ def train_loop(
 ) -> EMA:
     """Train ``model`` for ``steps`` optimiser steps (resuming from ``run_dir`` if it holds a state).
 
-    Only parameters with ``requires_grad`` are optimised. ``export_fn(ema_model, step)`` runs at the end.
-    Returns the EMA.
+    ``batch_size`` is the global batch of a step, over all processes and micro-batches. Only
+    parameters with ``requires_grad`` are optimised. ``compile_modules`` (submodules of ``model``) are
+    compiled in place with ``torch.compile`` once the EMA copy exists. ``workers``: DataLoader worker
+    processes per rank. ``export_fn(ema_model, step)`` runs on rank 0 at the end. Returns the EMA.
     """
+    ctx = distributed.setup(device)
+    _check_split(batch_size, ctx.world_size, grad_accum)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_config(run_dir, config_json)
-    atomic_write_text(run_dir / "config.json", config_json)
+    if ctx.is_main:
+        atomic_write_text(run_dir / "config.json", config_json)
+    model.to(ctx.device)
+    if hasattr(step_fn, "to"):
+        step_fn.to(ctx.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, beta2), weight_decay=weight_decay)
     ema = EMA(model, ema_decay)
-    start = 0
-    state = latest_state(run_dir)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        if hasattr(step_fn, "load_state_dict"):
-            step_fn.load_state_dict(state["step_fn"])
-        start = int(state["step"])
+    start = _resume(run_dir, ctx, model, ema, opt, step_fn)
+    for module in compile_modules:
+        module.compile()
+    net = ctx.wrap(_StepModule(model, step_fn))
 
     def save(step):
         payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict()}
         if hasattr(step_fn, "state_dict"):  # e.g. a discriminator and its optimiser
             payload["step_fn"] = step_fn.state_dict()
-        save_state(run_dir, step, {**payload, "seed": seed}, keep=keep_states)
+        if ctx.is_main:
+            save_state(run_dir, step, {**payload, "seed": seed}, keep=keep_states)
+        ctx.barrier()  # no rank runs ahead of (or exits before) a state being written
 
-    log = open(run_dir / "log.jsonl", "a")
+    log = open(run_dir / "log.jsonl", "a") if ctx.is_main else None
 
     def write(record):
-        log.write(json.dumps({**record, "time": time.time()}) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps({**record, "time": time.time()}) + "\n")
+            log.flush()
 
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step")
-    nonfinite, t_last, seen = 0, time.perf_counter(), 0
+    sampler = StepSampler(start=start, steps=steps, batch_size=batch_size, n=len(dataset), seed=seed,
+                          rank=ctx.rank, world_size=ctx.world_size, grad_accum=grad_accum)  # fmt: skip
+    batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                              pin_memory=ctx.device.type == "cuda"))  # fmt: skip
+    bar = tqdm(total=steps, initial=start, disable=not (progress and ctx.is_main), desc="train", unit="step")
+    nonfinite, t_last, seen, stopped, saved = 0, time.perf_counter(), 0, False, start
     model.train()
     with stop_signals() as stop:
         for step in range(start, steps):
-            if stop:
-                write({"step": step, "event": f"signal {stop[0]}"})
-                save(step)
-                break
             for group in opt.param_groups:
                 group["lr"] = lr_at(
                     step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
                 )
-            batch = torch.stack([dataset[i] for i in batch_indices(step, batch_size, len(dataset), seed)])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, terms = step_fn(model, batch, step_generator(seed, 0, step))
-            loss = loss.float().mean()
-            if not torch.isfinite(loss):  # skip the update; stop after repeated failures
+            opt.zero_grad(set_to_none=True)
+            loss, terms = _accumulate_gradients(net, batches, sampler, ctx, seed=seed, step=step, bf16=bf16)
+            shared = ctx.all_reduce(torch.stack([loss, torch.tensor(float(bool(stop)), device=ctx.device)]))
+            loss, stopped = shared[0] / ctx.world_size, bool(shared[1] > 0)  # every rank stops together
+            signame = stop[0] if stop else "(received by another rank)"
+            done = step + 1
+            if not torch.isfinite(loss):  # skip the update (every rank agrees); stop after repeated failures
                 nonfinite += 1
                 write({"step": step, "event": "nonfinite_loss"})
                 if nonfinite >= max_nonfinite:
@@ -151,37 +272,48 @@ def train_loop(
                         f"loss was not finite {nonfinite} times (last at step {step}); "
                         f"the last good state is in {run_dir}"
                     )
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-            ema.update(model)
-            seen += batch.shape[0]
-            bar.update(1)
-            done = step + 1
-            if done % log_every == 0 or done == steps:
-                now = time.perf_counter()
-                record = {
-                    "step": done,
-                    "loss": loss.item(),
-                    **{k: v.float().mean().item() for k, v in terms.items()},
-                    "grad_norm": grad_norm.item(),
-                    "lr": opt.param_groups[0]["lr"],
-                    "img_per_s": seen / (now - t_last),
-                }
-                t_last, seen = now, 0
-                write(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
-            if eval_fn is not None and eval_every and (done % eval_every == 0 or done == steps):
-                write({"step": done, "eval": eval_fn(ema.model)})
-                t_last = time.perf_counter()
-            if done % ckpt_every == 0 or done == steps:
-                save(done)
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                opt.step()
+                ema.update(model)
+                seen += batch_size
+                bar.update(1)
+                if done % log_every == 0 or done == steps:
+                    now = time.perf_counter()
+                    record = {
+                        "step": done,
+                        "loss": loss.item(),
+                        **_mean_over_ranks(terms, ctx),
+                        "grad_norm": grad_norm.item(),
+                        "lr": opt.param_groups[0]["lr"],
+                        "img_per_s": seen / (now - t_last),
+                    }
+                    t_last, seen = now, 0
+                    write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
+                if (
+                    ctx.is_main
+                    and eval_fn is not None
+                    and eval_every
+                    and (done % eval_every == 0 or done == steps)
+                ):
+                    write({"step": done, "eval": eval_fn(ema.model)})
+                    t_last = time.perf_counter()
+                if done % ckpt_every == 0 or done == steps:
+                    save(done)
+                    saved = done
+            if stopped:
+                write({"step": done, "event": f"signal {signame}"})
+                if saved != done:
+                    save(done)
+                break
     bar.close()
-    log.close()
-    if stop:
-        raise SystemExit(f"stopped by signal {stop[0]}; the training state is saved in {run_dir}")
-    if export_fn is not None:
+    if log is not None:
+        log.close()
+    if stopped:
+        distributed.teardown(ctx)
+        raise SystemExit(f"stopped by signal {signame}; the training state is saved in {run_dir}")
+    if export_fn is not None and ctx.is_main:
         export_fn(ema.model, steps)
+    distributed.teardown(ctx)
     return ema

@@ -2,7 +2,8 @@
 
 Written atomically (temporary file + rename) as ``state-<step>.pt``; the last K are kept. Read with
 ``torch.load(weights_only=True)``: a state file can hold tensors and plain containers only. A kill
-while writing leaves at most a hidden ``.state-<step>.pt.*.tmp`` file, which :func:`list_states` ignores.
+while writing leaves at most a hidden ``.state-<step>.pt.*.tmp`` file, which :func:`list_states` ignores
+and the next :func:`save_state` removes.
 """
 
 import json
@@ -12,10 +13,14 @@ from pathlib import Path
 
 import torch
 
-from fastdec.io import atomic_write
+from fastdec.io import atomic_write, remove_stale_temps
 
 STATE_FORMAT = 1
-_PATTERN = re.compile(r"^state-(\d{8})\.pt$")
+# How a run executes, not what it computes: these train settings may change when a run resumes
+# (e.g. on another number of processes or another machine).
+EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers")
+_NAME = r"state-(\d{8})\.pt"
+_PATTERN = re.compile(rf"^{_NAME}$")
 
 
 def state_path(run_dir: str | Path, step: int) -> Path:
@@ -32,8 +37,19 @@ def list_states(run_dir: str | Path) -> list[Path]:
 
 
 def save_state(run_dir: str | Path, step: int, state: dict, keep: int = 2) -> Path:
-    """Write ``state`` for ``step`` atomically, then delete all but the newest ``keep`` states."""
+    """Write ``state`` for ``step`` atomically, then delete all but the newest ``keep`` states.
+
+    Temporary files that killed writes of earlier states left in ``run_dir`` are removed first.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be an integer >= 1 (the states to keep), got {keep!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 10**8:
+        raise ValueError(f"step must be an integer in [0, 1e8), got {step!r}")
+    remove_stale_temps(run_dir, _NAME)
     path = state_path(run_dir, step)
+    config_path = Path(run_dir) / "config.json"
+    if config_path.is_file():  # binds the state to its run: :func:`latest_state` refuses it elsewhere
+        state = {**state, "run_config": config_path.read_text()}
     atomic_write(path, lambda tmp: torch.save({"format": STATE_FORMAT, "step": step, **state}, tmp))
     for old in list_states(run_dir)[:-keep]:
         old.unlink()
@@ -64,10 +80,27 @@ def load_state(path: str | Path) -> dict:
 
 
 def latest_state(run_dir: str | Path) -> dict | None:
-    """The newest state of a run, or None for a fresh run; a corrupt newest state is an error naming
-    it (never skipped silently: delete it by hand to resume from the one before)."""
+    """The newest state of a run, or None for a fresh run; a corrupt newest state, or one written by a
+    run with another config (copied in from elsewhere), is an error naming it (never skipped silently:
+    move it away by hand to resume from the one before)."""
     states = list_states(run_dir)
-    return load_state(states[-1]) if states else None
+    if not states:
+        return None
+    state = load_state(states[-1])
+    config_path = Path(run_dir) / "config.json"
+    recorded = state.get("run_config")  # absent in states written before states recorded it
+    if isinstance(recorded, str) and config_path.is_file():
+        try:
+            theirs, ours = json.loads(recorded), json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot compare {states[-1]} with {config_path}: {err}") from None
+        diff = _differences(_comparable(theirs), _comparable(ours))
+        if diff:
+            raise ValueError(
+                f"{states[-1]} was written by a run with another config than {config_path} "
+                f"(differences: {diff}); it belongs to another run"
+            )
+    return state
 
 
 def check_run_config(run_dir: str | Path, config_json: str) -> None:
@@ -85,8 +118,28 @@ def check_run_config(run_dir: str | Path, config_json: str) -> None:
         old = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read the run config {path}: {err}") from None
-    new = json.loads(config_json)
-    if old != new:
-        old = old if isinstance(old, dict) else {"<config>": old}
-        diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    diff = _differences(_comparable(old), _comparable(json.loads(config_json)))
+    if diff:
         raise ValueError(f"{run_dir} holds a run with another config; differences: {diff}")
+
+
+def _differences(old, new) -> dict:
+    """``{section: (old, new)}`` where two configs differ; empty if they are equal."""
+    if old == new:
+        return {}
+    old = old if isinstance(old, dict) else {"<config>": old}
+    new = new if isinstance(new, dict) else {"<config>": new}
+    return {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+
+
+def _comparable(config):
+    """A run config as compared on resume: keys a later fastdec added take their defaults, and the
+    :data:`EXECUTION_KEYS` are left out. Anything that is not a config is compared as it is."""
+    from fastdec.config import Config
+
+    try:
+        config = Config.from_dict(config).to_dict()
+    except (ValueError, TypeError, AttributeError):
+        return config
+    config["train"] = {k: v for k, v in config["train"].items() if k not in EXECUTION_KEYS}
+    return config

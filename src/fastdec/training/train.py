@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from fastdec.config import Config
+from fastdec.config import Config, validate
 from fastdec.data import build_dataset, validation_crops
 from fastdec.eval.metrics import psnr, summarize_psnr
 from fastdec.losses.flow_matching import FlowMatchingLoss
@@ -15,11 +15,17 @@ from fastdec.training.loop import train_loop
 from fastdec.training.steps import TokenizerStep
 
 PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
+VQ_INIT_IMAGES = 256  # training crops whose encoder outputs seed the VQ codebook
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
-    "max_nonfinite",
+    "max_nonfinite", "grad_accum", "workers", "device",
 )  # fmt: skip
+
+
+def compiled_networks(model: Tokenizer, enabled: bool) -> tuple[torch.nn.Module, ...]:
+    """The networks ``train.compile`` hands to ``torch.compile``: the encoder and the decoder's net."""
+    return (model.encoder, model.decoder.net) if enabled else ()
 
 
 def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int = 64):
@@ -30,8 +36,9 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
     def evaluate(model: Tokenizer) -> dict:
         values = []
         for i in range(0, n_images, batch_size):
-            x = images[i : i + batch_size]
-            out = model.decode(model.encode(x), steps=steps, seeds=range(i, i + x.shape[0]))
+            x = images[i : i + batch_size].to(model.z_null.device)
+            settings = {} if model.config.model.decoder == "onepass" else {"steps": steps}  # one call
+            out = model.decode(model.encode(x), seeds=range(i, i + x.shape[0]), **settings)
             values.append(psnr(out.clamp(-1, 1), x))
         return {"psnr": summarize_psnr(torch.cat(values)), "steps": steps}
 
@@ -39,14 +46,32 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
 
 
 def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
-    """Train (or resume) a tokenizer; export the EMA weights to ``run_dir/export``. Returns that path."""
+    """Train (or resume) a tokenizer; export the EMA weights to ``run_dir/export``. Returns that path.
+
+    Raises:
+        ValueError: a config field of the wrong type or out of range (e.g. ``train.steps=0``), checked
+            before anything is built or written.
+    """
+    validate(config)
     t = config.train
     torch.manual_seed(t.seed)  # initial weights
     model = Tokenizer(config)
-    dataset = build_dataset(t.data, config.model.resolution, split="train", seed=t.seed)
+    dataset = build_dataset(
+        t.data,
+        config.model.resolution,
+        split="train",
+        seed=t.seed,
+        augment=t.augment,
+        min_frac=t.crop_min_frac,
+        verify=t.verify_data,
+    )
     if config.model.latent_skip:  # fresh runs start from PCA; a resumed run loads its state over it
         n = min(len(dataset), PCA_IMAGES)
         model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
+    if config.model.bottleneck == "vq":  # fresh runs start the codes on encoder outputs of training crops
+        crops = torch.stack([dataset[i] for i in range(min(len(dataset), VQ_INIT_IMAGES))])
+        with torch.no_grad():
+            model.encoder.quantizer.init_codes(model.encoder.features(crops))
     perceptual = build_perceptual(t.perceptual)
     if config.model.decoder == "onepass":
         loss = ReconstructionLoss(model.stages[0], perceptual, t.perceptual_weight)
@@ -78,6 +103,7 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
         eval_fn=eval_fn,
         export_fn=export,
         progress=progress,
+        compile_modules=compiled_networks(model, t.compile),
         **{k: getattr(t, k) for k in LOOP_KEYS},
     )
     return export_dir

@@ -1,0 +1,1 @@
+"""Exports of a trained tokenizer to other runtimes."""

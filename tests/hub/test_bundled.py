@@ -1,0 +1,67 @@
+"""The bundled models: loadable by name, small, and reproducing the numbers of the README's model card."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastdec.cli.main import main
+from fastdec.hub import BUNDLED_DIR, bundled_models, pack, reference_check
+from fastdec.tokenizer import Tokenizer
+from tests.conftest import tiny_tokenizer
+
+NAMES = ("photos32-fullres", "photos32-ms3", "photos32-ms3-1step", "photos32-onepass")
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_every_bundled_model_ships():
+    assert set(NAMES) <= set(bundled_models())
+
+
+def test_bundled_models_fit_the_size_budget():
+    total = sum(f.stat().st_size for f in BUNDLED_DIR.rglob("*") if f.is_file())
+    assert total < 40e6, f"bundled models take {total / 1e6:.1f} MB"
+
+
+def _card_psnr(name: str) -> float:
+    """The check PSNR of ``name`` in the README's model card table (a row starting with its name)."""
+    for line in README.read_text().splitlines():
+        cells = [c.strip(" `") for c in line.split("|")]
+        if len(cells) > 2 and cells[1] == name:
+            return float(re.search(r"check ([0-9.]+)", line).group(1))
+    raise AssertionError(f"no model card row for {name} in {README}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_model_reproduces_its_card(name):
+    model = Tokenizer.from_pretrained(name)
+    recorded = model.meta["check"]["psnr"]
+    assert abs(_card_psnr(name) - recorded) < 0.005  # the card shows what the export records
+    assert abs(reference_check(model)["psnr"] - recorded) < 0.1
+
+
+def test_pack_stores_half_parameters_and_keeps_decode(tmp_path):
+    model = tiny_tokenizer()
+    model.save_pretrained(tmp_path / "src")
+    info = pack(tmp_path / "src", tmp_path / "packed", meta={"training": "test"})
+    packed = Tokenizer.from_pretrained(tmp_path / "packed")
+    from safetensors.torch import load_file
+
+    stored = load_file(tmp_path / "packed" / "model.safetensors")
+    params = {n for n, _ in model.named_parameters()}
+    assert all(stored[n].dtype == torch.float16 for n in params)
+    assert all(v.dtype == torch.float32 for n, v in stored.items() if n not in params)  # buffers
+    assert packed.meta["training"] == "test" and packed.meta["check"] == info["check"]
+    assert info["max_abs_weight_error"] <= 1e-3
+    z = model.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert (packed.decode(z) - model.decode(z)).abs().max() < 1e-2
+
+
+def test_demo_writes_table_and_figures(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path), "--limit", "4", "--threads", "1"]) == 0
+    for name in ("results.md", "results.json", "speed_quality.png", "reconstructions.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("\n|") >= 6  # header rule + one row per decoder
+    assert "reconstructions.png" in capsys.readouterr().out
