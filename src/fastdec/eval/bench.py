@@ -132,10 +132,12 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rfid = f"{r['rfid']:.1f}" if "rfid" in r else "-"
+        network = r["nfe"] > 0  # a codec without a network (thumbnail) has no meaningful ratio
+        speedup = f"{r['speedup']:.1f}x" if network else "-"
+        ratio = f"{r['flops_ratio']:.1f}x" if network else "-"
         lines.append(
             f"| {r['label']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {rfid} "
-            f"| {r['flops_per_image'] / 1e9:.3f} | {r['decode_ms_per_image']:.2f} | {r['speedup']:.1f}x "
-            f"| {r['flops_ratio']:.1f}x |"
+            f"| {r['flops_per_image'] / 1e9:.3f} | {r['decode_ms_per_image']:.2f} | {speedup} | {ratio} |"
         )
     n = rows[0]["n_images"]
     return "\n".join(lines) + f"\n\nrFID on {n} images (biased upward at small N; compare within a table)."
