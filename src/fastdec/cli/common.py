@@ -79,6 +79,14 @@ def check_config(config) -> None:
 
 
 def add_decode_args(parser: argparse.ArgumentParser) -> None:
+    """Decode settings (:func:`add_decode_settings`) plus baseline resolution and bf16 autocast."""
+    add_decode_settings(parser)
+    parser.add_argument("--resolution", type=positive_int, default=32, help="for baseline codecs only")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
+
+
+def add_decode_settings(parser: argparse.ArgumentParser) -> None:
+    """Steps, guidance, seed, batch size and device of a decode."""
     parser.add_argument(
         "--steps", type=positive_ints, default=None,
         help="Euler steps per stage: one number for every stage, or one per stage (e.g. 4,2,1)",
@@ -87,9 +95,7 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=finite_float, default=None, help="CFG weight (1 = off)")
     parser.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--resolution", type=positive_int, default=32, help="for baseline codecs only")
     parser.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
 
 
 def autocast_dtype(args):

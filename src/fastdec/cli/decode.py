@@ -1,21 +1,13 @@
 """Decode a latent file written by ``fastdec encode`` (latents or token indices) to PNG images."""
 
-from fastdec.cli.common import finite_float, positive_int, positive_ints, torch_device
+from fastdec.cli.common import add_decode_settings
 
 
 def add_parser(p):
     p.add_argument("--model", required=True, help="export directory or bundled model name")
     p.add_argument("--input", required=True, help="a .safetensors latent file")
     p.add_argument("--output", required=True, help="folder for the PNG images")
-    p.add_argument(
-        "--steps", type=positive_ints, default=None,
-        help="Euler steps per stage: one number for every stage, or one per stage (e.g. 4,2,1)",
-    )  # fmt: skip
-    p.add_argument("--total-steps", type=positive_int, default=None, help="split T steps over stages")
-    p.add_argument("--guidance", type=finite_float, default=None, help="CFG weight (1 = off)")
-    p.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda")
+    add_decode_settings(p)
 
 
 def run(args):

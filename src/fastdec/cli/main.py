@@ -7,11 +7,19 @@ from fastdec.cli import bench, decode, demo, distill, encode, pack, reconstruct,
 from fastdec.cli import eval as eval_cmd
 from fastdec.cli import export_onnx as export_onnx_cmd
 
-COMMANDS = {"train": train, "distill": distill, "eval": eval_cmd, "reconstruct": reconstruct, "bench": bench}
-COMMANDS.update(demo=demo, pack=pack)
-COMMANDS.update(encode=encode, decode=decode)
-COMMANDS.update(shard=shard)
-COMMANDS["export-onnx"] = export_onnx_cmd
+COMMANDS = {
+    "demo": demo,
+    "train": train,
+    "distill": distill,
+    "eval": eval_cmd,
+    "reconstruct": reconstruct,
+    "bench": bench,
+    "encode": encode,
+    "decode": decode,
+    "pack": pack,
+    "shard": shard,
+    "export-onnx": export_onnx_cmd,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
