@@ -96,6 +96,7 @@ class FlowAutoencoder(nn.Module):
         total_steps: int | None = None,
         guidance: float | None = None,
         seeds=None,
+        temperature: float | None = None,
     ) -> DecoderOutput:
         """Raw latents (B, *latent_shape) -> :class:`DecoderOutput`; the keywords are those of
         :meth:`fastdec.tokenizer.Tokenizer.decode` (image i's noise comes from ``seeds[i]``, default i).
@@ -105,7 +106,12 @@ class FlowAutoencoder(nn.Module):
         """
         self.config.check_latents(z)
         images = self.tokenizer.decode(
-            self.config.to_tokens(z), steps=steps, total_steps=total_steps, guidance=guidance, seeds=seeds
+            self.config.to_tokens(z),
+            steps=steps,
+            total_steps=total_steps,
+            guidance=guidance,
+            seeds=seeds,
+            temperature=temperature,
         )
         return DecoderOutput(images)
 

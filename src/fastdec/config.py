@@ -32,6 +32,7 @@ class ModelConfig:
     spatial_cond: bool = False  # add grid latents to the image tokens at their location
     latent_skip: bool = False  # fixed PCA linear encoder/decoder paths (needs parameterization "x")
     skip_blend: bool = False  # with latent_skip: precondition with the least-squares blend of x_t and PCA
+    prior_cond: bool = False  # with latent_skip: the PCA decode of z is also an input image of the decoder
     mlp_ratio: float = 4.0
     parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
     decoder: str = "flow"  # "flow" (diffusion decoder) | "onepass" (deterministic, one call: the speed floor)
@@ -88,6 +89,9 @@ class TrainConfig:
 class SampleConfig:
     steps: tuple[int, ...] = (50,)  # Euler steps per stage (one value = the same for every stage)
     guidance: float = 1.0
+    # Scales every Gaussian draw of the sampler (initial noise, each stage's renoise): 1 samples the
+    # trained distribution, below 1 trades diversity for fidelity, 0 decodes deterministically.
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ _LIMITS = {
     **dict.fromkeys(
         """model.enc_depth model.dec_depth train.warmup_steps train.weight_decay train.perceptual_weight
         train.eval_every train.workers distill.regression_weight distill.perceptual_weight
-        distill.adversarial_weight""".split(),
+        distill.adversarial_weight sample.temperature""".split(),
         _AT_LEAST_0,
     ),
     **dict.fromkeys(["model.mlp_ratio", "train.lr", "train.grad_clip", "distill.disc_lr"], _POSITIVE),

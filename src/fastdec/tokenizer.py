@@ -68,6 +68,8 @@ class Tokenizer(nn.Module):
                 "bottleneck='vq' cannot be combined with latent_skip=True: the fixed PCA decoder reads "
                 "whitened PCA coefficients, and unit-norm codes discard their scale (set latent_skip=false)"
             )
+        if m.prior_cond and not m.latent_skip:
+            raise ValueError("prior_cond=True needs latent_skip=True: the prior is the skip's decode of z")
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         coarsest = self.stages[0].resolution
         if coarsest % m.dec_patch:
@@ -92,8 +94,11 @@ class Tokenizer(nn.Module):
             patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
             latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
             mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond,
+            prior_cond=m.prior_cond,
         )  # fmt: skip
-        self.decoder = VelocityModel(net, m.parameterization, prior=skips[1], blend=m.skip_blend)
+        self.decoder = VelocityModel(
+            net, m.parameterization, prior=skips[1], blend=m.skip_blend, prior_input=m.prior_cond
+        )
         self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
 
@@ -192,6 +197,7 @@ class Tokenizer(nn.Module):
         total_steps: int | None = None,
         guidance: float | None = None,
         seeds=None,
+        temperature: float | None = None,
     ) -> torch.Tensor:
         """Latents (B, L, d) -> images (B, 3, R, R), coarse to fine with Euler steps per stage.
 
@@ -200,18 +206,25 @@ class Tokenizer(nn.Module):
             total_steps: split this many steps over the stages instead.
             guidance: classifier-free guidance weight w (1 = none, one call per step).
             seeds: one int per image (default 0..B-1): the noise of image i depends on seeds[i] only.
+            temperature: scale of every Gaussian draw (initial noise and renoise), >= 0; 1 samples
+                the trained distribution, 0 decodes deterministically; default from the config.
         """
         self.check_latents(z)
         if self.config.model.decoder == "onepass":
-            return self.decode_onepass(z, steps=steps, total_steps=total_steps, guidance=guidance)
+            return self.decode_onepass(
+                z, steps=steps, total_steps=total_steps, guidance=guidance, temperature=temperature
+            )
         per_stage = self.decode_steps(steps, total_steps)
         w = self.config.sample.guidance if guidance is None else float(guidance)
         if not math.isfinite(w):
             raise ValueError(f"guidance must be finite, got {w}")
+        tau = self.config.sample.temperature if temperature is None else float(temperature)
+        if not (math.isfinite(tau) and tau >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {tau}")
         seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
-        noises = stage_noises(seeds, self.stages, device=z.device, dtype=z.dtype)
+        noises = [tau * n for n in stage_noises(seeds, self.stages, device=z.device, dtype=z.dtype)]
 
         def solve(stage, x):
             velocity = self.velocity_fn(z, stage, w)
@@ -222,10 +235,17 @@ class Tokenizer(nn.Module):
             self.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
         )
 
-    def decode_onepass(self, z, *, steps=None, total_steps=None, guidance=None) -> torch.Tensor:
+    def decode_onepass(
+        self, z, *, steps=None, total_steps=None, guidance=None, temperature=None
+    ) -> torch.Tensor:
         """The deterministic decoder: one call on an all-zero input at t = 1, read as the clean image."""
-        if (steps not in (None, 1, (1,))) or (total_steps not in (None, 1)) or (guidance not in (None, 1.0)):
-            raise ValueError("a one-pass decoder takes no steps or guidance settings")
+        if (
+            steps not in (None, 1, (1,))
+            or total_steps not in (None, 1)
+            or guidance not in (None, 1.0)
+            or temperature not in (None, 1.0)
+        ):
+            raise ValueError("a one-pass decoder takes no steps, guidance or temperature settings")
         r = self.resolution
         x = z.new_zeros(z.shape[0], 3, r, r)
         t = z.new_ones(z.shape[0])
@@ -243,8 +263,10 @@ class Tokenizer(nn.Module):
 
         return velocity
 
-    def nfe(self, steps=None, total_steps: int | None = None, guidance: float | None = None) -> int:
-        """Network calls per image (a guided call counts twice)."""
+    def nfe(
+        self, steps=None, total_steps: int | None = None, guidance: float | None = None, temperature=None
+    ) -> int:
+        """Network calls per image (a guided call counts twice; the temperature changes nothing)."""
         if self.config.model.decoder == "onepass":
             return 1
         w = self.config.sample.guidance if guidance is None else guidance

@@ -27,6 +27,8 @@ def test_eval_writes_all_metrics(trained, tmp_path):
                 "flops_per_image", "decode_ms_per_image", "encode_ms_per_image"):  # fmt: skip
         assert key in result, key
     assert result["nfe"] == 2 * 2 * 2 and result["n_images"] == 4 and result["flops_per_image"] > 0
+    assert main(args + ["--temperature", "0.5"]) == 0
+    assert json.loads(out.read_text())["decode"]["temperature"] == 0.5
 
 
 def test_reconstruct_reports_bad_files(trained, tmp_path, capsys):

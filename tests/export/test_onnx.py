@@ -58,6 +58,15 @@ def test_onnxruntime_matches_pytorch_within_1e3(exported):
     assert (got - expected).abs().max() <= 1e-3
 
 
+def test_onnx_temperature_matches_pytorch(exported):
+    model, _, path = exported
+    z = latents(model, n=3, seed=4)
+    with torch.no_grad():
+        expected = model.decode(z, seeds=[1, 2, 3], temperature=0.3)
+    got = OnnxTokenizer(model, OnnxDecoder(path, threads=1)).decode(z, seeds=[1, 2, 3], temperature=0.3)
+    assert (got - expected).abs().max() <= 1e-3
+
+
 def test_onnx_sample_alone_equals_it_in_a_batch(exported):
     model, _, path = exported
     decoder = OnnxDecoder(path)

@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from fastdec.config import resolve
+from fastdec.diffusion.timesteps import euler_grid
 from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.sampling.euler import euler_solve
+from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.steps import TokenizerStep
 from tests.conftest import images, tiny_tokenizer
@@ -112,3 +115,56 @@ def test_onepass_decoder_is_one_deterministic_call(tmp_path):
         model.decode(z, steps=4)
     with pytest.raises(ValueError, match="one stage"):
         Tokenizer(resolve("tiny", ["model.decoder=onepass", "model.num_stages=2"]))
+
+
+def test_prior_cond_feeds_the_pca_decode_to_the_decoder():
+    overrides = (
+        "model.latent_skip=true",
+        "model.parameterization=x",
+        "model.prior_cond=true",
+        "model.num_stages=2",
+    )
+    with pytest.raises(ValueError, match="needs latent_skip=True"):
+        Tokenizer(resolve("tiny", ["model.prior_cond=true"]))
+    model = tiny_tokenizer(*overrides).train()
+    model.init_linear_skip(images(64, seed=1))
+    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    loss, _ = step(model, images(8), torch.Generator().manual_seed(1))
+    loss.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing  # includes the prior's patch embedding, so the prior reaches the network
+    model.eval()
+    z = model.encode(images(3))
+    with torch.no_grad():
+        batch = model.decode(z, steps=2, seeds=[5, 6, 7])
+        alone = model.decode(z[2:], steps=2, seeds=[7])
+        assert batch.shape == (3, 3, 16, 16)
+        torch.testing.assert_close(batch[2:], alone, rtol=0, atol=1e-5)
+        # the decoder's output depends on the prior image beyond the additive skip
+        stage = model.stages[-1]
+        x_t, t = images(3), torch.full((3,), 0.5)
+        before = model.decoder.predict(x_t, t, z, stage)[1] - model.decoder.prior(z, 16, 16)
+        model.decoder.net.prior_in.proj.weight.mul_(2)
+        after = model.decoder.predict(x_t, t, z, stage)[1] - model.decoder.prior(z, 16, 16)
+        assert not torch.allclose(before, after)
+
+
+def test_temperature_scales_every_noise_draw():
+    model = tiny_tokenizer("model.num_stages=2")
+    z = model.encode(images(2))
+    assert torch.equal(model.decode(z, steps=2, temperature=1.0), model.decode(z, steps=2))
+    frozen = model.decode(z, steps=2, temperature=0.0, seeds=[1, 2])
+    assert torch.equal(frozen, model.decode(z, steps=2, temperature=0.0, seeds=[3, 4]))
+
+    # tau scales the seeded draws: the same decode as a sampler fed tau * noise by hand.
+    def solve(stage, x):
+        return euler_solve(model.velocity_fn(z, stage, 1.0), x, euler_grid(2))
+
+    noises = [0.5 * n for n in stage_noises([0, 1], model.stages)]
+    by_hand = multiscale_sample(model.stages, solve, noises, gamma=model.config.model.gamma)
+    torch.testing.assert_close(model.decode(z, steps=2, temperature=0.5), by_hand, rtol=0, atol=1e-6)
+    assert model.nfe(steps=2, temperature=0.5) == model.nfe(steps=2)
+    with pytest.raises(ValueError, match="temperature"):
+        model.decode(z, steps=2, temperature=-0.1)
+    with pytest.raises(ValueError, match="sample.temperature"):
+        resolve("tiny", ["sample.temperature=-1"])

@@ -40,6 +40,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def torch_device(text: str) -> str:
     """argparse type: a torch device string that exists on this machine."""
     import torch
@@ -93,6 +101,10 @@ def add_decode_settings(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--total-steps", type=positive_int, default=None, help="split T steps over stages")
     parser.add_argument("--guidance", type=finite_float, default=None, help="CFG weight (1 = off)")
+    parser.add_argument(
+        "--temperature", type=non_negative_float, default=None,
+        help="scale of the sampler's noise: 1 = the trained distribution, 0 = deterministic",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda")
@@ -112,6 +124,8 @@ def decode_settings(args) -> dict:
         out["total_steps"] = args.total_steps
     if args.guidance is not None:
         out["guidance"] = args.guidance
+    if args.temperature is not None:
+        out["temperature"] = args.temperature
     return out
 
 

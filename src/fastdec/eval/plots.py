@@ -58,3 +58,20 @@ def reconstruction_grid(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def learning_curve_plot(curves: dict[str, list[tuple[float, float]]], path: str | Path) -> None:
+    """Held-out PSNR against training minutes, one line per run: ``{label: [(minutes, psnr), ...]}``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        minutes, psnr = zip(*points, strict=True)
+        ax.plot(minutes, psnr, marker="o", markersize=3, label=label)
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("held-out PSNR (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -14,6 +14,7 @@ The batch axis B is dynamic. The model config is stored in the file's metadata (
 
 import importlib
 import json
+import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -153,8 +154,9 @@ class OnnxDecoder:
     def resolution(self) -> int:
         return self.config.model.resolution
 
-    def decode(self, z: torch.Tensor, *, seeds=None) -> torch.Tensor:
-        """Latents (B, L, d) -> images (B, 3, R, R) float32; seeds as in ``Tokenizer.decode``."""
+    def decode(self, z: torch.Tensor, *, seeds=None, temperature: float = 1.0) -> torch.Tensor:
+        """Latents (B, L, d) -> images (B, 3, R, R) float32; seeds and temperature as in
+        ``Tokenizer.decode``."""
         m = self.config.model
         if not torch.is_tensor(z) or z.ndim != 3 or tuple(z.shape[1:]) != (m.num_latents, m.latent_dim):
             shape = tuple(z.shape) if torch.is_tensor(z) else type(z).__name__
@@ -164,7 +166,9 @@ class OnnxDecoder:
         seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
-        noises = stage_noises(seeds, self.stages)  # float32 on the CPU, as the graph takes them
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        noises = [temperature * n for n in stage_noises(seeds, self.stages)]  # float32 on the CPU
         arrays = [t.numpy() for t in (z.detach().float().cpu(), *noises)]
         (images,) = self.session.run(["images"], dict(zip(self.input_names, arrays, strict=True)))
         return torch.from_numpy(images)  # (B, 3, R, R)
@@ -203,11 +207,14 @@ class OnnxTokenizer:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.encode(images)
 
-    def decode(self, z: torch.Tensor, *, seeds=None, steps=None, total_steps=None, guidance=None):
+    def decode(
+        self, z: torch.Tensor, *, seeds=None, steps=None, total_steps=None, guidance=None, temperature=None
+    ):
         """As ``Tokenizer.decode`` with its default (one-step) settings; other settings are an error."""
         if (steps, total_steps, guidance) != (None, None, None):
             raise ValueError("an ONNX decoder runs the settings it was exported with: no steps or guidance")
-        return self.decoder.decode(z, seeds=seeds).to(z.device)
+        tau = self.tokenizer.config.sample.temperature if temperature is None else float(temperature)
+        return self.decoder.decode(z, seeds=seeds, temperature=tau).to(z.device)
 
-    def nfe(self, steps=None, total_steps=None, guidance=None) -> int:
+    def nfe(self, steps=None, total_steps=None, guidance=None, temperature=None) -> int:
         return self.tokenizer.nfe(steps, total_steps, guidance)

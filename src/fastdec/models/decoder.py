@@ -30,6 +30,7 @@ class DecoderNet(nn.Module):
         mlp_ratio: float = 4.0,
         stem: str = "linear",
         spatial_cond: bool = False,
+        prior_cond: bool = False,
         rope_base: float = 100.0,
         channels: int = 3,
     ):
@@ -45,6 +46,7 @@ class DecoderNet(nn.Module):
         self.time = TimestepEmbedding(width)
         self.context_in = nn.Linear(latent_dim, width)
         self.spatial_in = nn.Linear(latent_dim, width) if spatial_cond else None
+        self.prior_in = PatchEmbed(patch_size, width, in_channels=channels, stem=stem) if prior_cond else None
         self.blocks = nn.ModuleList(
             JointBlock(width, heads, mlp_ratio, conditioned=True, context_pre_only=i == depth - 1)
             for i in range(depth)
@@ -66,8 +68,12 @@ class DecoderNet(nn.Module):
             grid = F.adaptive_avg_pool2d(grid, (gh, gw))
         return grid.flatten(2).transpose(1, 2)  # (B, N, D)
 
-    def forward(self, x: torch.Tensor, tau: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, H, W), tau (B,) global time, z (B, L, d) -> (B, 3, H, W)."""
+    def forward(
+        self, x: torch.Tensor, tau: torch.Tensor, z: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, 3, H, W), tau (B,) global time, z (B, L, d) -> (B, 3, H, W). ``prior`` (B, 3, H, W):
+        the linear decode of z at x's resolution, required with ``prior_cond`` (its patches are
+        embedded and added to the image tokens, as a super-resolution model reads its low-res input)."""
         b, _, h, w = x.shape
         if z.shape[1] != self.num_latents:
             raise ValueError(f"expected {self.num_latents} latent tokens, got z of shape {z.shape}")
@@ -75,6 +81,10 @@ class DecoderNet(nn.Module):
         tokens = self.patch(x)  # (B, N, D)
         if self.spatial_in is not None:
             tokens = tokens + self._spatial(z, gh, gw)
+        if self.prior_in is not None:
+            if prior is None or prior.shape != x.shape:
+                raise ValueError(f"prior_cond needs a prior image of shape {tuple(x.shape)}")
+            tokens = tokens + self.prior_in(prior)
         context = self.context_in(z)  # (B, L, D)
         cond = self.time(tau)  # (B, D)
         angles_x = rope_angles(grid_positions(gh, gw, device=x.device), self.head_dim, self.rope_base)

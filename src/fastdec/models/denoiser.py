@@ -23,49 +23,62 @@ class VelocityModel(nn.Module):
     """Wraps a backbone as a velocity field on each stage's local time.
 
     Args:
-        net: backbone ``net(x, tau, z) -> (B, C, H, W)``.
+        net: backbone ``net(x, tau, z) -> (B, C, H, W)``, or ``net(x, tau, z, prior=p)`` with
+            ``prior_input``.
         parameterization: ``"v"`` or ``"x"``.
         prior: optional ``prior(z, R, R) -> (B, C, R, R)``, the linear decoder of ``latent_skip``:
             the x-prediction becomes a residual over it (downsampled to the stage).
         blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
+        prior_input: also give the net the prior's decode at the stage resolution (``prior_cond``).
     """
 
     resolution: int = 0  # full resolution; set by the owner when a prior is used
 
     def __init__(
-        self, net: nn.Module, parameterization: str = "v", prior: nn.Module | None = None, blend: bool = False
+        self,
+        net: nn.Module,
+        parameterization: str = "v",
+        prior: nn.Module | None = None,
+        blend: bool = False,
+        prior_input: bool = False,
     ):
         super().__init__()
         if parameterization not in ("v", "x"):
             raise ValueError(f"unknown parameterization {parameterization!r}; expected 'v' or 'x'")
         if prior is not None and parameterization != "x":
             raise ValueError("a linear prior (latent_skip) needs parameterization 'x'")
+        if prior_input and prior is None:
+            raise ValueError("prior_input needs a prior")
         self.net = net
         self.parameterization = parameterization
         self.prior = prior
         self.blend = blend
+        self.prior_input = prior_input
 
     def predict(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage):
         """(velocity, clean stage-end estimate), both (B, C, h, w), at local time ``t_loc`` (B,)."""
-        out = self.net(x_t, global_time(stage, t_loc), z)  # (B, C, h, w)
+        p = None
+        if self.prior is not None:
+            full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
+            p = downsample(full, self.resolution // x_t.shape[-1])  # (B, C, h, w)
+        cond = {"prior": p} if self.prior_input else {}
+        out = self.net(x_t, global_time(stage, t_loc), z, **cond)  # (B, C, h, w)
         project = stage_projection(stage)
         if self.parameterization == "v":
             clean = path.clean_from_velocity(x_t, out, t_loc, stage.start, stage.end, project)
             return out, clean
-        if self.prior is not None:
-            out = self._precondition(out, x_t, t_loc, z, stage)
+        if p is not None:
+            out = self._precondition(out, p, x_t, t_loc, stage)
         velocity = path.velocity_from_clean(x_t, out, t_loc, stage.start, stage.end, project)
         return velocity, out
 
-    def _precondition(self, out, x_t, t_loc, z, stage: Stage):
+    def _precondition(self, out, p, x_t, t_loc, stage: Stage):
         """x-prediction around two noisy views of x_end: the linear decode p of z (error variance
         s2 = the PCA residual) and x_t ~ alpha x_end + d eps (alpha = a + c, ignoring that c
         multiplies the 2x2 block mean). Their least-squares blend is
         ``x_lin = (s2 alpha x_t + d^2 p) / (s2 alpha^2 + d^2)`` with error variance
         ``s2 d^2 / (s2 alpha^2 + d^2)``; the network adds a residual scaled to that error
         (EDM-style c_skip / c_out), so it starts as the best linear denoiser."""
-        full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
-        p = downsample(full, self.resolution // x_t.shape[-1])  # (B, C, h, w)
         if not self.blend:
             return p + out
         a, c, d = (v.reshape(-1, 1, 1, 1) for v in path_coefficients(stage, t_loc))

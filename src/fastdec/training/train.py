@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from fastdec.config import Config, validate
 from fastdec.data import build_dataset, validation_crops
@@ -45,14 +46,9 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
     return evaluate
 
 
-def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
-    """Train (or resume) a tokenizer; export the EMA weights to ``run_dir/export``. Returns that path.
-
-    Raises:
-        ValueError: a config field of the wrong type or out of range (e.g. ``train.steps=0``), checked
-            before anything is built or written.
-    """
-    validate(config)
+def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
+    """The tokenizer a fresh run starts from, and its training data: seeded initial weights, the PCA skip
+    (``latent_skip``) and the VQ codes fitted on training crops. A resumed run loads its state over it."""
     t = config.train
     torch.manual_seed(t.seed)  # initial weights
     model = Tokenizer(config)
@@ -65,13 +61,26 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
         min_frac=t.crop_min_frac,
         verify=t.verify_data,
     )
-    if config.model.latent_skip:  # fresh runs start from PCA; a resumed run loads its state over it
+    if config.model.latent_skip:
         n = min(len(dataset), PCA_IMAGES)
         model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
-    if config.model.bottleneck == "vq":  # fresh runs start the codes on encoder outputs of training crops
+    if config.model.bottleneck == "vq":  # the codes start on encoder outputs of training crops
         crops = torch.stack([dataset[i] for i in range(min(len(dataset), VQ_INIT_IMAGES))])
         with torch.no_grad():
             model.encoder.quantizer.init_codes(model.encoder.features(crops))
+    return model, dataset
+
+
+def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
+    """Train (or resume) a tokenizer; export the EMA weights to ``run_dir/export``. Returns that path.
+
+    Raises:
+        ValueError: a config field of the wrong type or out of range (e.g. ``train.steps=0``), checked
+            before anything is built or written.
+    """
+    validate(config)
+    t = config.train
+    model, dataset = initial_tokenizer(config)
     perceptual = build_perceptual(t.perceptual)
     if config.model.decoder == "onepass":
         loss = ReconstructionLoss(model.stages[0], perceptual, t.perceptual_weight)
