@@ -29,10 +29,16 @@ class ModelConfig:
     dec_depth: int = 4
     dec_heads: int = 3
     dec_stem: str = "linear"
+    # "transformer" (the paper's joint-attention decoder) | "unet" (models/unet.py, grid latents: width
+    # dec_width at the first of three levels, dec_depth residual blocks per level and direction)
+    dec_backbone: str = "transformer"
     spatial_cond: bool = False  # add grid latents to the image tokens at their location
     latent_skip: bool = False  # fixed PCA linear encoder/decoder paths (needs parameterization "x")
     skip_blend: bool = False  # with latent_skip: precondition with the least-squares blend of x_t and PCA
     prior_cond: bool = False  # with latent_skip: the PCA decode of z is also an input image of the decoder
+    # with latent_skip, what the x-prediction refines: "linear" (the PCA decode of z) or "onepass" (a
+    # one-pass decoder of the same shape, models/prior.py; train it first, then train.prior_from)
+    prior: str = "linear"
     mlp_ratio: float = 4.0
     parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
     decoder: str = "flow"  # "flow" (diffusion decoder) | "onepass" (deterministic, one call: the speed floor)
@@ -52,6 +58,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = "photos"  # "photos" (embedded) or a folder of images
+    # model.prior="onepass": a one-pass export whose encoder and decoder become this run's encoder and
+    # prior, frozen (the diffusion decoder then learns only what the one-pass decode misses)
+    prior_from: str = ""
     augment: str = "flip"  # embedded photos: "flip" | "dihedral" | "dihedral-rgb" (data/photos.py)
     crop_min_frac: float = 0.5  # embedded photos: smallest crop side / the photo's short side
     steps: int = 3000
@@ -222,6 +231,8 @@ _LIMITS = {
     **dict.fromkeys(["model.cfg_dropout", "train.beta2"], _BELOW_1),
     "train.device": (lambda v: v in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
     "model.bottleneck": (lambda v: v in ("continuous", "vq"), "'continuous' or 'vq'"),
+    "model.prior": (lambda v: v in ("linear", "onepass"), "'linear' or 'onepass'"),
+    "model.dec_backbone": (lambda v: v in ("transformer", "unet"), "'transformer' or 'unet'"),
     "model.codebook_size": (lambda v: v >= 2, ">= 2"),
     "model.vq_beta": _AT_LEAST_0,
     "model.latent_scaling": _POSITIVE,

@@ -17,7 +17,9 @@ from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
 from fastdec.models.linear_skip import LinearSkip
+from fastdec.models.prior import OnePassPrior
 from fastdec.models.quantizer import VectorQuantizer
+from fastdec.models.unet import UNetNet
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 
@@ -70,6 +72,13 @@ class Tokenizer(nn.Module):
             )
         if m.prior_cond and not m.latent_skip:
             raise ValueError("prior_cond=True needs latent_skip=True: the prior is the skip's decode of z")
+        if m.dec_backbone == "unet" and m.latent_kind != "grid":
+            raise ValueError("dec_backbone='unet' needs latent_kind='grid' (it adds the latents by location)")
+        if m.prior == "onepass" and (not m.latent_skip or m.decoder != "flow"):
+            raise ValueError(
+                "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
+                "a one-pass decode, which itself refines the PCA decode"
+            )
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         coarsest = self.stages[0].resolution
         if coarsest % m.dec_patch:
@@ -90,17 +99,28 @@ class Tokenizer(nn.Module):
             mlp_ratio=m.mlp_ratio, stem=m.enc_stem, skip=skips[0],
             quantizer=VectorQuantizer(m.codebook_size, m.latent_dim, m.vq_beta) if vq else None,
         )  # fmt: skip
-        net = DecoderNet(
-            patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
-            latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
-            mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond,
-            prior_cond=m.prior_cond,
-        )  # fmt: skip
+        net = self._decoder_net(prior_cond=m.prior_cond)
+        prior = skips[1]
+        if m.prior == "onepass":
+            prior = OnePassPrior(skips[1], self._decoder_net(prior_cond=False))
         self.decoder = VelocityModel(
-            net, m.parameterization, prior=skips[1], blend=m.skip_blend, prior_input=m.prior_cond
+            net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond
         )
         self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
+
+    def _decoder_net(self, prior_cond: bool) -> nn.Module:
+        m = self.config.model
+        if m.dec_backbone == "unet":
+            return UNetNet(
+                width=m.dec_width, blocks=m.dec_depth, num_latents=m.num_latents, latent_dim=m.latent_dim,
+                prior_cond=prior_cond,
+            )  # fmt: skip
+        return DecoderNet(
+            patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
+            latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
+            mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond, prior_cond=prior_cond,
+        )  # fmt: skip
 
     @torch.no_grad()
     def init_linear_skip(self, images: torch.Tensor) -> float:
@@ -225,9 +245,11 @@ class Tokenizer(nn.Module):
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
         noises = [tau * n for n in stage_noises(seeds, self.stages, device=z.device, dtype=z.dtype)]
+        zz = z if w == 1.0 else torch.cat([z, self.z_null.expand_as(z)])  # (B or 2B, L, d)
+        prior = self.decoder.prior_image(zz)  # depends on z only: once per decode
 
         def solve(stage, x):
-            velocity = self.velocity_fn(z, stage, w)
+            velocity = self.velocity_fn(z, stage, w, prior)
             return euler_solve(velocity, x, euler_grid(per_stage[stage.index]).to(z.device))
 
         m = self.config.model
@@ -251,14 +273,15 @@ class Tokenizer(nn.Module):
         t = z.new_ones(z.shape[0])
         return self.decoder.predict(x, t, z, self.stages[0])[1]
 
-    def velocity_fn(self, z: torch.Tensor, stage, guidance: float):
-        """``v(x, t)`` for one stage with z bound; guidance runs cond and null in one batch."""
+    def velocity_fn(self, z: torch.Tensor, stage, guidance: float, prior: torch.Tensor | None = None):
+        """``v(x, t)`` for one stage with z bound; guidance runs cond and null in one batch. ``prior``:
+        ``self.decoder.prior_image`` of z (of z then the null latent when guided), if computed."""
         if guidance == 1.0:
-            return lambda x, t: self.decoder(x, t, z, stage)
+            return lambda x, t: self.decoder(x, t, z, stage, prior)
         zz = torch.cat([z, self.z_null.expand_as(z)])  # (2B, L, d)
 
         def velocity(x, t):
-            v_cond, v_null = self.decoder(torch.cat([x, x]), torch.cat([t, t]), zz, stage).chunk(2)
+            v_cond, v_null = self.decoder(torch.cat([x, x]), torch.cat([t, t]), zz, stage, prior).chunk(2)
             return v_null + guidance * (v_cond - v_null)
 
         return velocity

@@ -26,8 +26,9 @@ class VelocityModel(nn.Module):
         net: backbone ``net(x, tau, z) -> (B, C, H, W)``, or ``net(x, tau, z, prior=p)`` with
             ``prior_input``.
         parameterization: ``"v"`` or ``"x"``.
-        prior: optional ``prior(z, R, R) -> (B, C, R, R)``, the linear decoder of ``latent_skip``:
-            the x-prediction becomes a residual over it (downsampled to the stage).
+        prior: optional ``prior(z, R, R) -> (B, C, R, R)`` (:mod:`fastdec.models.prior`: the linear
+            decoder of ``latent_skip`` or a one-pass decoder): the x-prediction becomes a residual over
+            it (downsampled to the stage).
         blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
         prior_input: also give the net the prior's decode at the stage resolution (``prior_cond``).
     """
@@ -55,11 +56,24 @@ class VelocityModel(nn.Module):
         self.blend = blend
         self.prior_input = prior_input
 
-    def predict(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage):
-        """(velocity, clean stage-end estimate), both (B, C, h, w), at local time ``t_loc`` (B,)."""
+    def prior_image(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The prior's decode of z at full resolution (B, C, R, R), or None without a prior. It depends on
+        z only: a sampler computes it once per decode and passes it to every call as ``prior_image``."""
+        return None if self.prior is None else self.prior(z, self.resolution, self.resolution)
+
+    def predict(
+        self,
+        x_t: torch.Tensor,
+        t_loc: torch.Tensor,
+        z: torch.Tensor,
+        stage: Stage,
+        prior_image: torch.Tensor | None = None,
+    ):
+        """(velocity, clean stage-end estimate), both (B, C, h, w), at local time ``t_loc`` (B,).
+        ``prior_image``: :meth:`prior_image` of z if already computed."""
         p = None
         if self.prior is not None:
-            full = self.prior(z, self.resolution, self.resolution)  # (B, C, R, R)
+            full = self.prior(z, self.resolution, self.resolution) if prior_image is None else prior_image
             p = downsample(full, self.resolution // x_t.shape[-1])  # (B, C, h, w)
         cond = {"prior": p} if self.prior_input else {}
         out = self.net(x_t, global_time(stage, t_loc), z, **cond)  # (B, C, h, w)
@@ -87,6 +101,8 @@ class VelocityModel(nn.Module):
         x_lin = (s2 * alpha * x_t + d**2 * p) / denom
         return x_lin + (d / denom.sqrt()) * out
 
-    def forward(self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t_loc: torch.Tensor, z: torch.Tensor, stage: Stage, prior_image=None
+    ) -> torch.Tensor:
         """Velocity at local time ``t_loc`` (B,) of ``stage`` for x_t (B, C, h, w) and z (B, L, d)."""
-        return self.predict(x_t, t_loc, z, stage)[0]
+        return self.predict(x_t, t_loc, z, stage, prior_image)[0]

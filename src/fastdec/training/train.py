@@ -1,5 +1,6 @@
 """Train a tokenizer from a resolved config: data, model, loss and loop wired together."""
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -11,10 +12,16 @@ from fastdec.eval.metrics import psnr, summarize_psnr
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.losses.perceptual import build_perceptual
 from fastdec.losses.reconstruction import ReconstructionLoss
+from fastdec.models.prior import onepass_weights
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
 from fastdec.training.steps import TokenizerStep
 
+SHARED_WITH_PRIOR = (
+    "resolution", "latent_kind", "num_latents", "latent_dim", "enc_patch", "enc_width", "enc_depth",
+    "enc_heads", "enc_stem", "dec_patch", "dec_width", "dec_depth", "dec_heads", "dec_stem", "mlp_ratio",
+    "spatial_cond", "latent_skip", "bottleneck",
+)  # fmt: skip  # the model fields a one-pass prior must share with the diffusion tokenizer
 PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
 VQ_INIT_IMAGES = 256  # training crops whose encoder outputs seed the VQ codebook
 LOOP_KEYS = (
@@ -46,6 +53,27 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
     return evaluate
 
 
+def load_onepass_prior(model: Tokenizer, source: str) -> None:
+    """Copy a trained one-pass export's encoder and decoder into ``model``'s encoder and one-pass prior
+    (``model.prior="onepass"``) and freeze them: training then fits only the diffusion decoder."""
+    if not source:
+        raise ValueError("model.prior='onepass' needs train.prior_from: a trained one-pass export")
+    onepass = Tokenizer.from_pretrained(source)
+    if onepass.config.model.decoder != "onepass":
+        raise ValueError(f"train.prior_from={source!r} is not a one-pass export (model.decoder='onepass')")
+    ours = {k: v for k, v in dataclasses.asdict(model.config.model).items() if k in SHARED_WITH_PRIOR}
+    theirs = {k: v for k, v in dataclasses.asdict(onepass.config.model).items() if k in SHARED_WITH_PRIOR}
+    differ = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
+    if differ:
+        raise ValueError(f"train.prior_from={source!r} has another shape: (this run, that export) {differ}")
+    missing, _ = model.load_state_dict(onepass_weights(onepass.state_dict()), strict=False)
+    left = [k for k in missing if k.startswith(("encoder.", "decoder.prior."))]
+    if left:
+        raise ValueError(f"train.prior_from={source!r} lacks weights {left[:5]}")
+    model.encoder.requires_grad_(False)
+    model.decoder.prior.requires_grad_(False)
+
+
 def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
     """The tokenizer a fresh run starts from, and its training data: seeded initial weights, the PCA skip
     (``latent_skip``) and the VQ codes fitted on training crops. A resumed run loads its state over it."""
@@ -61,7 +89,11 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
         min_frac=t.crop_min_frac,
         verify=t.verify_data,
     )
-    if config.model.latent_skip:
+    if config.model.prior == "onepass":
+        load_onepass_prior(model, t.prior_from)
+    elif t.prior_from:
+        raise ValueError("train.prior_from needs model.prior='onepass'")
+    elif config.model.latent_skip:
         n = min(len(dataset), PCA_IMAGES)
         model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
     if config.model.bottleneck == "vq":  # the codes start on encoder outputs of training crops

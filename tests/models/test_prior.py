@@ -1,0 +1,96 @@
+"""The one-pass prior (model.prior="onepass") and the U-Net decoder backbone."""
+
+import pytest
+import torch
+
+from fastdec.config import resolve
+from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.tokenizer import Tokenizer
+from fastdec.training.steps import TokenizerStep
+from fastdec.training.train import load_onepass_prior
+from tests.conftest import images, tiny_tokenizer
+
+GRID = ("model.latent_kind=grid", "model.num_latents=16", "model.spatial_cond=true")
+SKIP = ("model.latent_skip=true", "model.parameterization=x", "model.cfg_dropout=0", *GRID)
+
+
+def _onepass(tmp_path, *extra):
+    model = tiny_tokenizer(*SKIP, "model.decoder=onepass", *extra)
+    model.init_linear_skip(images(64))
+    model.save_pretrained(tmp_path / "onepass")
+    return model
+
+
+def _teacher(tmp_path, *extra, stages=2):
+    onepass = _onepass(tmp_path, *extra)
+    teacher = tiny_tokenizer(*SKIP, "model.prior=onepass", f"model.num_stages={stages}", *extra, seed=1)
+    load_onepass_prior(teacher, str(tmp_path / "onepass"))
+    return onepass, teacher
+
+
+@pytest.mark.parametrize("backbone", [(), ("model.dec_backbone=unet", "model.dec_width=16")])
+def test_prior_is_the_onepass_decode(tmp_path, backbone):
+    onepass, teacher = _teacher(tmp_path, *backbone)
+    x = images(3)
+    z = teacher.encode(x)
+    assert torch.equal(z, onepass.encode(x))
+    expected = onepass.decode(z)
+    assert torch.allclose(teacher.decoder.prior_image(z), expected, atol=1e-6)
+    # the diffusion net starts at zero output: a deterministic decode is the prior itself
+    last = teacher.decoder.net.out if hasattr(teacher.decoder.net, "out") else teacher.decoder.net.final
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    out = teacher.decode(z, steps=1, temperature=0)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_prior_computed_once_per_decode_changes_nothing(tmp_path):
+    _, teacher = _teacher(tmp_path)
+    z = teacher.encode(images(2))
+    calls = []
+    handle = teacher.decoder.prior.register_forward_hook(lambda *a: calls.append(1))
+    out = teacher.decode(z, steps=(2, 3), seeds=[5, 6])
+    assert len(calls) == 1
+    teacher.decoder.prior_image = lambda z: None  # every network call recomputes the prior
+    again = teacher.decode(z, steps=(2, 3), seeds=[5, 6])
+    handle.remove()
+    assert len(calls) == 1 + 5
+    assert torch.equal(out, again)
+
+
+def test_training_moves_only_the_diffusion_net(tmp_path):
+    _, teacher = _teacher(tmp_path)
+    teacher.train()
+    step = TokenizerStep(FlowMatchingLoss(teacher.stages, loss_space="x"), cfg_dropout=0.0)
+    loss, _ = step(teacher, images(8), torch.Generator().manual_seed(0))
+    loss.mean().backward()
+    for name, p in teacher.named_parameters():
+        frozen = name.startswith(("encoder.", "decoder.prior."))
+        assert p.requires_grad != frozen, name
+        if frozen:
+            assert p.grad is None, name
+    trained = [n for n, p in teacher.named_parameters() if n.startswith("decoder.net.")]
+    assert trained and all(teacher.get_parameter(n).grad is not None for n in trained)
+
+
+def test_prior_from_must_match(tmp_path):
+    _onepass(tmp_path)
+    other = tiny_tokenizer(*SKIP, "model.prior=onepass", "model.dec_width=48")
+    with pytest.raises(ValueError, match="another shape"):
+        load_onepass_prior(other, str(tmp_path / "onepass"))
+    flow = tiny_tokenizer(*SKIP)
+    flow.save_pretrained(tmp_path / "flow")
+    teacher = tiny_tokenizer(*SKIP, "model.prior=onepass")
+    with pytest.raises(ValueError, match="not a one-pass export"):
+        load_onepass_prior(teacher, str(tmp_path / "flow"))
+    with pytest.raises(ValueError, match="needs latent_skip"):
+        Tokenizer(resolve("tiny", ["model.prior=onepass"]))
+
+
+@pytest.mark.parametrize("side", [4, 8, 16])
+def test_unet_keeps_shape_at_every_stage(side):
+    model = tiny_tokenizer(*GRID, "model.dec_backbone=unet", "model.dec_width=16", "model.num_stages=3")
+    z = model.encode(images(2))
+    x = torch.randn(2, 3, side, side)
+    assert model.decoder.net(x, torch.rand(2), z).shape == (2, 3, side, side)
