@@ -27,13 +27,29 @@ def resolve_model(name_or_dir: str | Path) -> Path:
 
 
 def load_model(spec: str, *, resolution: int = 32, device="cpu"):
-    """A trained tokenizer (export directory or bundled name) or a baseline codec (``thumbnail-6``)."""
+    """A trained tokenizer (export directory or bundled name), a baseline codec at ``resolution``
+    (``thumbnail-6``; ``pca-128``: the global PCA codec, fitted once and kept in the user cache) or a
+    PCA codec export (a directory of :meth:`fastdec.models.pca.PCACodec.save_pretrained`)."""
+    from fastdec.io import restore_interrupted_export
     from fastdec.models.baselines import parse_baseline
+    from fastdec.models.pca import PCACodec, is_pca_export, load_pca, parse_pca
     from fastdec.tokenizer import Tokenizer
 
+    spec = str(spec)
+    components = parse_pca(spec, resolution)
+    if components is not None:
+        return load_pca(components, resolution).to(device)
     baseline = parse_baseline(spec, resolution)
     if baseline is not None:
         return baseline.to(device)
+    if spec:  # an overwrite killed between its two renames: put the old export back
+        restore_interrupted_export(spec)
+    try:
+        directory = resolve_model(spec)
+    except FileNotFoundError:
+        directory = None  # Tokenizer.from_pretrained names the problem
+    if directory is not None and is_pca_export(directory):
+        return PCACodec.from_pretrained(directory, device=device)
     return Tokenizer.from_pretrained(spec, device=device)
 
 
