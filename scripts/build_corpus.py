@@ -71,6 +71,15 @@ RESERVED_SOURCES = [
 ]
 RESERVED_BITS = 24
 
+# what the bundled photos32-* models were trained on (the former embedded training photos in this corpus)
+OLD_TRAINING_PHOTOS = (
+    "python3-skimage/astronaut",
+    "python3-skimage/chelsea",
+    "python3-skimage/rocket",
+    "python3-skimage/motorcycle_left",
+    "python3-sklearn/china",
+)
+
 MANIFEST_COLUMNS = [
     "id",
     "file",
@@ -909,6 +918,7 @@ def readme(rows: list[Row], manifest: list[dict], quality: int, total: int, rese
     for m in manifest:
         per_pkg[m["package"]][m["split"]] += 1
         lic[m["package"]] = m["license"]
+    split_of = {m["id"]: m["split"] for m in manifest}
     left = [r for r in rows if r.status != "stored"]
     reasons = Counter()
     for r in left:
@@ -978,6 +988,16 @@ def readme(rows: list[Row], manifest: list[dict], quality: int, total: int, rese
         "this corpus; nor are copies of 'Lena', PyWavelets' `aero`, greyscale photos (all channels "
         "equal, or a greyscale mode) or anything whose licence forbids redistribution. "
         + " ".join(n[0].upper() + n[1:] + "." for n in reserved_notes),
+        "",
+        "## The photos fastdec embedded before",
+        "",
+        "fastdec used to train on 8 scikit-image / scikit-learn photos and validate on `coffee` and "
+        "`flower`; the colour ones among them are in this corpus through the python3-skimage and "
+        "python3-sklearn rows. The bundled `photos32-*` models were trained on the old training photos "
+        "before this corpus existed; where those photos are now: "
+        + ", ".join(f"`{i}` ({split_of.get(i, 'not in the corpus')})" for i in OLD_TRAINING_PHOTOS)
+        + ". Those models' val and test numbers therefore include crops of the ones now in val or test "
+        "(a small share: one photo in each split of 100+).",
         "",
         "## Regenerate",
         "",

@@ -5,36 +5,27 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdec.data import build_dataset, load_eval_images
-from fastdec.data.photos import (
-    PHOTO_SOURCES,
-    TRAIN_PHOTOS,
-    VAL_PHOTOS,
-    PhotoCrops,
-    load_photo,
-    validation_crops,
-)
+from fastdec.data import build_dataset, load_eval_images, photo_ids
+from fastdec.data.corpus import clear_caches, read_manifest
+from fastdec.data.photos import PhotoCrops, load_photo, validation_crops
+
+TRAIN = "train"
 
 
-def test_split_is_disjoint_and_covers_all_photos():
-    assert set(TRAIN_PHOTOS).isdisjoint(VAL_PHOTOS)
-    assert set(TRAIN_PHOTOS) | set(VAL_PHOTOS) == set(PHOTO_SOURCES)
-    assert len(VAL_PHOTOS) == 2 and len(TRAIN_PHOTOS) >= 6
-
-
-def test_all_photos_load_offline(monkeypatch):
+def test_photos_load_offline_as_read_only_rgb(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    load_photo.cache_clear()
-    for name in PHOTO_SOURCES:
-        photo = load_photo(name)
-        assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3, name
-        assert min(photo.shape[:2]) >= 256, name
+    clear_caches()
+    for entry in read_manifest()[::40]:
+        photo = load_photo(entry.id)
+        assert photo.dtype == np.uint8 and photo.shape == (entry.height, entry.width, 3), entry.id
+        assert 0 < min(photo.shape[:2]) <= 256, entry.id
         assert not photo.flags.writeable
-        assert photo.std() > 10, name  # a real picture, not a blank
+        assert photo.std() > 5, entry.id  # a real picture, not a blank
+        assert load_photo(entry) is photo  # cached
 
 
 def test_unknown_photo_raises_naming_it():
@@ -43,8 +34,8 @@ def test_unknown_photo_raises_naming_it():
 
 
 def test_crops_are_deterministic_in_range_and_shaped():
-    a = PhotoCrops(TRAIN_PHOTOS, resolution=32, length=50, seed=3)
-    b = PhotoCrops(TRAIN_PHOTOS, resolution=32, length=50, seed=3)
+    a = PhotoCrops(TRAIN, resolution=32, length=50, seed=3)
+    b = PhotoCrops(TRAIN, resolution=32, length=50, seed=3)
     assert len(a) == 50
     for i in (0, 7, 49):
         x = a[i]
@@ -55,17 +46,17 @@ def test_crops_are_deterministic_in_range_and_shaped():
 
 
 def test_different_items_and_seeds_differ():
-    crops = PhotoCrops(TRAIN_PHOTOS, resolution=32, length=20, seed=0)
+    crops = PhotoCrops(TRAIN, resolution=32, length=20, seed=0)
     items = torch.stack([crops[i] for i in range(20)])
     flat = items.flatten(1)
     distances = torch.cdist(flat, flat) + torch.eye(20) * 1e9
     assert distances.min() > 0  # no two items identical
-    other = PhotoCrops(TRAIN_PHOTOS, resolution=32, length=20, seed=1)
+    other = PhotoCrops(TRAIN, resolution=32, length=20, seed=1)
     assert not torch.equal(crops[0], other[0])
 
 
 def test_crop_params_are_valid_and_not_smaller_than_resolution():
-    crops = PhotoCrops(TRAIN_PHOTOS, resolution=128, length=200, seed=0, min_frac=0.2)
+    crops = PhotoCrops(TRAIN, resolution=128, length=200, seed=0, min_frac=0.2)
     flips = []
     for i in range(200):
         p = crops.crop_params(i)
@@ -74,11 +65,12 @@ def test_crop_params_are_valid_and_not_smaller_than_resolution():
         assert 0 <= p.top <= height - p.side and 0 <= p.left <= width - p.side
         flips.append(p.flip)
     assert 0.3 < np.mean(flips) < 0.7
-    assert len({crops.crop_params(i).name for i in range(200)}) == len(TRAIN_PHOTOS)
+    names = {crops.crop_params(i).name for i in range(200)}
+    assert len(names) > 150 and names <= set(photo_ids(TRAIN))  # uniform over ~960 photos
 
 
 def test_item_equals_manual_crop_from_its_params():
-    crops = PhotoCrops(("chelsea",), resolution=24, length=10, seed=5)
+    crops = PhotoCrops(("python3-skimage/chelsea",), resolution=24, length=10, seed=5)
     for i in range(10):
         p = crops.crop_params(i)
         square = load_photo(p.name)[p.top : p.top + p.side, p.left : p.left + p.side]
@@ -94,8 +86,9 @@ def test_item_equals_manual_crop_from_its_params():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"names": ()},
-        {"names": ("nosuchphoto",)},
+        {"photos": ()},
+        {"photos": ("nosuchphoto",)},
+        {"photos": "training"},
         {"resolution": 0},
         {"length": 0},
         {"seed": -1},
@@ -105,12 +98,12 @@ def test_item_equals_manual_crop_from_its_params():
 )
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
-        PhotoCrops(**{"names": TRAIN_PHOTOS, "resolution": 16, **kwargs})
+        PhotoCrops(**{"photos": TRAIN, "resolution": 16, **kwargs})
 
 
 def test_index_out_of_range_raises():
     with pytest.raises(IndexError):
-        PhotoCrops(TRAIN_PHOTOS, resolution=16, length=3)[3]
+        PhotoCrops(TRAIN, resolution=16, length=3)[3]
 
 
 def test_validation_crops_are_fixed_and_held_out():
@@ -119,13 +112,16 @@ def test_validation_crops_are_fixed_and_held_out():
     assert torch.equal(a, validation_crops(resolution=16, n=6))
     assert torch.equal(a[:3], validation_crops(resolution=16, n=3))  # a prefix is stable
     assert not torch.equal(a, validation_crops(resolution=16, n=6, seed=1))
-    val = PhotoCrops(VAL_PHOTOS, resolution=16, length=6)
-    assert {val.crop_params(i).name for i in range(6)} <= set(VAL_PHOTOS)
+    val = PhotoCrops("val", resolution=16, length=6)
+    assert {val.crop_params(i).name for i in range(6)} <= set(photo_ids("val"))
+    test = validation_crops(resolution=16, n=6, split="test")
+    assert torch.equal(test, torch.stack([PhotoCrops("test", 16, length=6)[i] for i in range(6)]))
+    assert not torch.equal(test, a)
 
 
 def test_build_dataset_photos_splits():
     train = build_dataset("photos", 16, seed=2, length=10)
-    assert isinstance(train, PhotoCrops) and len(train) == 10 and train.names == TRAIN_PHOTOS
+    assert isinstance(train, PhotoCrops) and len(train) == 10 and train.names == photo_ids(TRAIN)
     assert len(build_dataset("photos", 16)) == 100_000
     val = build_dataset("photos", 16, split="val", length=4)
     assert torch.equal(torch.stack([val[i] for i in range(4)]), validation_crops(16, 4))
@@ -140,12 +136,21 @@ def test_load_eval_images_photos_val():
     assert len(names) == len(set(names)) == 5
     assert report["n_used"] == 5 and report["n_bad"] == 0
     assert torch.equal(load_eval_images("photos", 16, limit=5)[0], images)
+    assert report["split"] == "val" and set(report["photos"]) <= set(photo_ids("val"))
+
+
+def test_load_eval_images_photos_test():
+    images, names, report = load_eval_images("photos-test", 16, limit=5)
+    assert torch.equal(images, validation_crops(16, 5, split="test"))
+    assert names[0] == "photos-test-0000" and report["source"] == "photos-test"
+    assert report["n_photos"] == len(photo_ids("test")) >= 100
+    assert set(report["photos"]) <= set(photo_ids("test"))
 
 
 def test_augment_transforms_the_same_crop():
-    plain = PhotoCrops(TRAIN_PHOTOS, 16, length=20, seed=3)
+    plain = PhotoCrops(TRAIN, 16, length=20, seed=3)
     for augment in ("dihedral", "dihedral-rgb"):
-        aug = PhotoCrops(TRAIN_PHOTOS, 16, length=20, seed=3, augment=augment)
+        aug = PhotoCrops(TRAIN, 16, length=20, seed=3, augment=augment)
         for i in range(20):
             p = aug.crop_params(i)
             assert p[:5] == plain.crop_params(i)[:5]  # the crop and its flip do not depend on augment
@@ -160,4 +165,4 @@ def test_augment_transforms_the_same_crop():
 
 def test_unknown_augment_raises():
     with pytest.raises(ValueError, match="augment"):
-        PhotoCrops(TRAIN_PHOTOS, 16, augment="mixup")
+        PhotoCrops(TRAIN, 16, augment="mixup")

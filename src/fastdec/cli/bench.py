@@ -13,7 +13,11 @@ def add_parser(p):
         help="a decode setting, e.g. runs/ms3/export:steps=4/2/1,guidance=1.5,label=ms (repeat); "
         "M:backend=onnx or M:onnx=FILE.onnx decodes a one-step student through onnxruntime",
     )
-    p.add_argument("--data", default="photos-val")
+    p.add_argument(
+        "--data", default="photos-test",
+        help="'photos-test' (default: fixed crops of the photo corpus's test split), 'photos-val' "
+        "or a folder",
+    )  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=64)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)

@@ -7,7 +7,11 @@ from fastdec.cli.common import add_decode_args, autocast_dtype, decode_settings,
 
 def add_parser(p):
     p.add_argument("--model", required=True, help="export directory, bundled name, thumbnail-N or pca-K")
-    p.add_argument("--data", default="photos-val", help="'photos-val' or a folder of images")
+    p.add_argument(
+        "--data", default="photos-test",
+        help="'photos-test' (default: fixed crops of the photo corpus's test split), 'photos-val' "
+        "or a folder of images",
+    )  # fmt: skip
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--limit", type=positive_int, default=64, help="at most this many images")
     p.add_argument("--no-rfid", action="store_true")

@@ -5,7 +5,7 @@ from fastdec.cli.common import add_decode_args, decode_settings, positive_int
 
 def add_parser(p):
     p.add_argument("--model", required=True, help="export directory, bundled name or thumbnail-N")
-    p.add_argument("--input", required=True, help="folder of images (or 'photos-val')")
+    p.add_argument("--input", required=True, help="folder of images (or 'photos-test', 'photos-val')")
     p.add_argument("--output", required=True, help="folder for the PNG reconstructions")
     p.add_argument("--limit", type=positive_int, default=10_000)
     p.add_argument(

@@ -37,8 +37,8 @@ def compiled_networks(model: Tokenizer, enabled: bool) -> tuple[torch.nn.Module,
 
 
 def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int = 64):
-    """``fn(model) -> {"psnr": dB}`` on the fixed held-out photo crops, decoded from seeds 0..N-1."""
-    images = validation_crops(resolution, n_images)
+    """``fn(model) -> {"psnr": dB}`` on fixed crops of the photo corpus's val split, seeds 0..N-1."""
+    images = validation_crops(resolution, n_images, seed=0, split="val")
 
     @torch.no_grad()
     def evaluate(model: Tokenizer) -> dict:
