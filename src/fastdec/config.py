@@ -61,6 +61,7 @@ class TrainConfig:
     # model.prior="onepass": a one-pass export whose encoder and decoder become this run's encoder and
     # prior, frozen (the diffusion decoder then learns only what the one-pass decode misses)
     prior_from: str = ""
+    photos: int = 0  # data "photos": train on the first N train photos only (0 = all; data scaling)
     augment: str = "flip"  # embedded photos: "flip" | "dihedral" | "dihedral-rgb" (data/photos.py)
     crop_min_frac: float = 0.5  # embedded photos: smallest crop side / the photo's short side
     steps: int = 3000
@@ -222,7 +223,7 @@ _LIMITS = {
     ),
     **dict.fromkeys(
         """model.enc_depth model.dec_depth train.warmup_steps train.weight_decay train.perceptual_weight
-        train.eval_every train.workers distill.regression_weight distill.perceptual_weight
+        train.eval_every train.workers train.photos distill.regression_weight distill.perceptual_weight
         distill.adversarial_weight sample.temperature""".split(),
         _AT_LEAST_0,
     ),

@@ -9,7 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdec.data import CorpusWarning, PhotoCrops, photo_ids, skipped_files, split_photos, validation_crops
+from fastdec.data import (
+    CorpusWarning,
+    PhotoCrops,
+    build_dataset,
+    photo_ids,
+    skipped_files,
+    split_photos,
+    subset_order,
+    validation_crops,
+)
 from fastdec.data.corpus import CORPUS_DIR, MANIFEST_COLUMNS, SPLITS, read_manifest
 
 MANIFEST = CORPUS_DIR / "manifest.tsv"
@@ -163,3 +172,15 @@ def test_missing_manifest_is_an_error(tmp_path):
 def test_unknown_split_is_an_error():
     with pytest.raises(ValueError, match="split"):
         split_photos("training")
+
+
+def test_data_scaling_subsets_are_nested_train_photos():
+    order = subset_order("train")
+    assert sorted(order) == sorted(photo_ids("train"))
+    small = build_dataset("photos", 16, photos=10, length=200)
+    large = build_dataset("photos", 16, photos=100, length=200)
+    used_small = {small.crop_params(i).name for i in range(200)}
+    assert used_small == set(order[:10])
+    assert set(order[:10]) < set(large.names) == set(order[:100])
+    with pytest.raises(ValueError, match="photos applies"):
+        build_dataset("/nonexistent", 16, photos=3)

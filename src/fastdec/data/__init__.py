@@ -8,6 +8,7 @@ glob, a ``.tar`` file or a folder holding ``.tar`` files); anything else is a fo
 (ImageNet's class sub-folders included).
 """
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "load_eval_images",
     "load_photo",
     "photo_ids",
+    "subset_order",
     "read_manifest",
     "save_images",
     "skipped_files",
@@ -74,6 +76,12 @@ def _folder(source: str, resolution: int, verify: bool = True) -> ImageFolder | 
     return ImageFolder(source, resolution, verify=verify)
 
 
+def subset_order(split: str) -> tuple[str, ...]:
+    """The photo ids of a corpus split in a fixed pseudo-random order (by the SHA-256 of the id), so that
+    the first N are a uniform sample and the first N are inside the first M > N."""
+    return tuple(sorted(photo_ids(split), key=lambda i: hashlib.sha256(i.encode()).hexdigest()))
+
+
 def build_dataset(
     source: str,
     resolution: int,
@@ -84,6 +92,7 @@ def build_dataset(
     augment: str = "flip",
     min_frac: float = 0.5,
     verify: bool = True,
+    photos: int = 0,
 ) -> Dataset:
     """The dataset a training run reads; every item is a float32 (3, R, R) tensor in [-1, 1].
 
@@ -101,6 +110,8 @@ def build_dataset(
             crops are always the fixed default ones.
         verify: for a folder or shards: decode every image at construction (bad ones excluded);
             False lists them only and reports a bad image when it is read.
+        photos: train on the first ``photos`` train photos of :func:`subset_order` only (0 = all):
+            the data-scaling experiment.
 
     Returns:
         A ``PhotoCrops``, an ``ImageFolder`` or a ``ShardDataset``.
@@ -111,7 +122,10 @@ def build_dataset(
         if split == "val":
             return PhotoCrops("val", resolution, DEFAULT_VAL_LENGTH if length is None else length, seed)
         length = DEFAULT_TRAIN_LENGTH if length is None else length
-        return PhotoCrops("train", resolution, length, seed, min_frac=min_frac, augment=augment)
+        names = subset_order("train")[:photos] if photos else "train"
+        return PhotoCrops(names, resolution, length, seed, min_frac=min_frac, augment=augment)
+    if photos:
+        raise ValueError(f"photos applies to source='photos' only, got photos={photos} for {source!r}")
     if length is not None:
         raise ValueError(
             f"length applies to source='photos' only; the folder {source!r} "

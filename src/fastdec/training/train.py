@@ -88,6 +88,7 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
         augment=t.augment,
         min_frac=t.crop_min_frac,
         verify=t.verify_data,
+        photos=t.photos,
     )
     if config.model.prior == "onepass":
         load_onepass_prior(model, t.prior_from)
