@@ -102,7 +102,8 @@ class Tokenizer(nn.Module):
         net = self._decoder_net(prior_cond=m.prior_cond)
         prior = skips[1]
         if m.prior == "onepass":
-            prior = OnePassPrior(skips[1], self._decoder_net(prior_cond=False))
+            # the one-pass decoder this refines was trained with the same prior_cond (train.prior_from)
+            prior = OnePassPrior(skips[1], self._decoder_net(m.prior_cond), prior_input=m.prior_cond)
         self.decoder = VelocityModel(
             net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond
         )

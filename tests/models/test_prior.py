@@ -28,7 +28,9 @@ def _teacher(tmp_path, *extra, stages=2):
     return onepass, teacher
 
 
-@pytest.mark.parametrize("backbone", [(), ("model.dec_backbone=unet", "model.dec_width=16")])
+@pytest.mark.parametrize(
+    "backbone", [(), ("model.prior_cond=true",), ("model.dec_backbone=unet", "model.dec_width=16")]
+)
 def test_prior_is_the_onepass_decode(tmp_path, backbone):
     onepass, teacher = _teacher(tmp_path, *backbone)
     x = images(3)

@@ -3,7 +3,7 @@
 An x-predicting decoder with ``latent_skip`` outputs ``prior(z) + net(x_t, tau, z)``: the network learns
 what the prior misses. The linear prior is the PCA codec of :mod:`fastdec.models.linear_skip`. The
 one-pass prior (``model.prior="onepass"``) is a whole deterministic decoder, ``linear(z) + net_0(0, 1,
-z)``: exactly what a one-pass tokenizer returns (see ``Tokenizer.decode_onepass``), so its weights can be
+z)`` (with ``prior_cond`` its net also reads ``linear(z)``): exactly what a one-pass tokenizer returns (see ``Tokenizer.decode_onepass``), so its weights can be
 copied from a trained one-pass export and frozen; the diffusion network then only adds the detail that a
 posterior-mean decode cannot hold, instead of learning the whole image from noise.
 """
@@ -20,12 +20,15 @@ class OnePassPrior(nn.Module):
     Args:
         linear: the decoder direction of the PCA codec.
         net: a backbone ``net(x, tau, z) -> (B, 3, H, W)`` with the one-pass decoder's shape.
+        prior_input: the one-pass decoder was built with ``prior_cond``: its net also reads the linear
+            decode, ``net(zeros, 1, z, prior=linear(z))``.
     """
 
-    def __init__(self, linear: LinearSkip, net: nn.Module):
+    def __init__(self, linear: LinearSkip, net: nn.Module, prior_input: bool = False):
         super().__init__()
         self.linear = linear
         self.net = net
+        self.prior_input = prior_input
 
     @property
     def residual_var(self) -> torch.Tensor:
@@ -37,7 +40,9 @@ class OnePassPrior(nn.Module):
     def forward(self, z: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """z (B, L, d) -> (B, 3, height, width)."""
         x = z.new_zeros(z.shape[0], 3, height, width)
-        return self.linear(z, height, width) + self.net(x, z.new_ones(z.shape[0]), z)
+        linear = self.linear(z, height, width)  # (B, 3, H, W)
+        cond = {"prior": linear} if self.prior_input else {}
+        return linear + self.net(x, z.new_ones(z.shape[0]), z, **cond)
 
 
 def onepass_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

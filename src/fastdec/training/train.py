@@ -20,7 +20,7 @@ from fastdec.training.steps import TokenizerStep
 SHARED_WITH_PRIOR = (
     "resolution", "latent_kind", "num_latents", "latent_dim", "enc_patch", "enc_width", "enc_depth",
     "enc_heads", "enc_stem", "dec_patch", "dec_width", "dec_depth", "dec_heads", "dec_stem", "mlp_ratio",
-    "spatial_cond", "latent_skip", "bottleneck",
+    "spatial_cond", "prior_cond", "latent_skip", "bottleneck", "dec_backbone",
 )  # fmt: skip  # the model fields a one-pass prior must share with the diffusion tokenizer
 PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
 VQ_INIT_IMAGES = 256  # training crops whose encoder outputs seed the VQ codebook
