@@ -3,12 +3,20 @@
 ``$FASTDEC_CACHE`` if set, else ``$XDG_CACHE_HOME/fastdec``, else ``~/.cache/fastdec``. Entries are
 keyed by the content they were computed from and written with :func:`fastdec.io.atomic_write`, so
 concurrent writers of one entry each leave a complete file and the last rename wins; deleting the
-directory at any time is safe.
+directory at any time is safe. Hold :func:`write_lock` around such a write: ``atomic_write`` clears
+stale temporaries of its target, so two unlocked writers of one entry can remove each other's.
 """
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, see write_lock
+    fcntl = None
 
 
 def cache_dir(kind: str) -> Path:
@@ -32,3 +40,29 @@ def content_key(*parts: bytes | str) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def write_lock(kind: str) -> Iterator[None]:
+    """Hold an exclusive lock on one kind of cache while writing an entry of it.
+
+    :func:`fastdec.io.atomic_write` first deletes leftover temporaries of its target, which would
+    include the live temporary of a second writer of the same entry; writing under this lock makes
+    writers take turns, so each rename installs a complete file. Readers need no lock (a rename is
+    atomic). An advisory ``flock`` on ``<kind>/.lock``; where the platform or file system offers none,
+    the write goes ahead unlocked.
+    """
+    path = cache_dir(kind) / ".lock"
+    with open(path, "a+b") as f:
+        locked = False
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                locked = True
+            except OSError:  # e.g. a network file system without flock
+                pass
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)

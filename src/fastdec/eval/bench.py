@@ -6,7 +6,8 @@ onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of ``fastd
 Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
 without its timing); decode times are measured afterwards for all settings round-robin on one fixed
 batch, so machine drift hits every setting alike. An onnx row reports the FLOPs of the same decode
-counted in PyTorch.
+counted in PyTorch. The real images' Inception features are computed (or read from the disk cache)
+once per comparison and shared by every setting's rFID.
 """
 
 import platform
@@ -16,6 +17,7 @@ import torch
 
 from fastdec.eval.evaluate import evaluate, precision
 from fastdec.eval.flops import count_flops
+from fastdec.eval.metrics import real_features
 from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
 
 
@@ -71,11 +73,15 @@ def compare(
     rfid: bool = True,
     progress=None,
     autocast: torch.dtype | None = None,
+    fid_cache: bool = True,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Rows of the comparison table (speed-ups against the first setting) and each setting's
     reconstructions. Models and images sit on the device to measure; ``autocast`` as in
-    :func:`fastdec.eval.evaluate.evaluate`."""
+    :func:`fastdec.eval.evaluate.evaluate`. Inception sees the real images at most once per call
+    (never with a warm cache; ``fid_cache=False`` skips the disk cache)."""
     threads = threads or torch.get_num_threads()
+    # The same CPU float32 images that evaluate() measures rFID on.
+    real = real_features(images.float().cpu(), cache=fid_cache) if rfid else None
     rows, recons, fns = [], {}, {}
     x = images[:batch_size]
     sync = cuda_sync_if_needed(images.device)
@@ -91,7 +97,7 @@ def compare(
             model = OnnxTokenizer.build(model, s.onnx_file, threads=threads)
         result, recon = evaluate(
             model, images, batch_size=batch_size, seed=seed, rfid=rfid, timing_repeats=1, threads=threads,
-            progress=progress, autocast=autocast, **s.decode,
+            progress=progress, autocast=autocast, fid_cache=fid_cache, real_features=real, **s.decode,
         )  # fmt: skip
         result.pop("decode_ms_per_image")
         if s.backend == "onnx":  # the counter sees PyTorch ops only: count the same decode in PyTorch

@@ -58,6 +58,8 @@ def evaluate(
     threads: int | None = None,
     progress=None,
     autocast: torch.dtype | None = None,
+    fid_cache: bool = True,
+    real_features: torch.Tensor | None = None,
     **decode,
 ) -> tuple[dict, torch.Tensor]:
     """Reconstruction quality and cost of one decode setting on ``images``.
@@ -67,11 +69,15 @@ def evaluate(
     counted), decoder FLOPs per image (torch.utils.flop_counter, one image), and decode / encode time
     per image: median of ``timing_repeats`` timed runs of one batch after one warm-up, threads fixed,
     encoder timed apart from the decoder, CUDA synchronised. ``images`` sit on the device to use;
-    ``autocast`` (e.g. torch.bfloat16) runs encode and decode in that precision.
+    ``autocast`` (e.g. torch.bfloat16) runs encode and decode in that precision. The Inception
+    features of the real images come from the disk cache of :func:`fastdec.eval.metrics.real_features`
+    (``fid_cache=False``: computed afresh), or from ``real_features`` (N, 2048) when the caller has them.
 
     Returns:
         (metrics dict, reconstructions (N, 3, R, R)).
     """
+    if rfid and real_features is not None and real_features.shape[0] != images.shape[0]:
+        raise ValueError(f"real_features has {real_features.shape[0]} rows for {images.shape[0]} images")
     threads = threads or torch.get_num_threads()
     with fixed_threads(threads):
         recon = reconstruct(
@@ -107,8 +113,11 @@ def evaluate(
     }
     if rfid:
         fid = FIDAccumulator()
+        if real_features is None:
+            fid.update_real_cached(images, cache=fid_cache)
+        else:
+            fid.update_real_features(real_features)
         for i in range(0, images.shape[0], 64):
-            fid.update_real(images[i : i + 64])
             fid.update_fake(recon[i : i + 64])
         result["rfid"] = fid.compute()
         result["rfid_n_images"] = fid.n_real
