@@ -29,7 +29,7 @@ class ModelConfig:
     dec_depth: int = 4
     dec_heads: int = 3
     dec_stem: str = "linear"
-    # "transformer" (the paper's joint-attention decoder) | "unet" (models/unet.py, grid latents: width
+    # "transformer" (the paper's joint-attention decoder) | "unet" (models/unet.py: width
     # dec_width at the first of three levels, dec_depth residual blocks per level and direction)
     dec_backbone: str = "transformer"
     spatial_cond: bool = False  # add grid latents to the image tokens at their location

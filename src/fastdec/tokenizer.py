@@ -72,8 +72,6 @@ class Tokenizer(nn.Module):
             )
         if m.prior_cond and not m.latent_skip:
             raise ValueError("prior_cond=True needs latent_skip=True: the prior is the skip's decode of z")
-        if m.dec_backbone == "unet" and m.latent_kind != "grid":
-            raise ValueError("dec_backbone='unet' needs latent_kind='grid' (it adds the latents by location)")
         if m.prior == "onepass" and (not m.latent_skip or m.decoder != "flow"):
             raise ValueError(
                 "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
@@ -114,8 +112,8 @@ class Tokenizer(nn.Module):
         m = self.config.model
         if m.dec_backbone == "unet":
             return UNetNet(
-                width=m.dec_width, blocks=m.dec_depth, num_latents=m.num_latents, latent_dim=m.latent_dim,
-                prior_cond=prior_cond,
+                width=m.dec_width, blocks=m.dec_depth, latent_kind=m.latent_kind, num_latents=m.num_latents,
+                latent_dim=m.latent_dim, prior_cond=prior_cond,
             )  # fmt: skip
         return DecoderNet(
             patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,

@@ -90,9 +90,16 @@ def test_prior_from_must_match(tmp_path):
         Tokenizer(resolve("tiny", ["model.prior=onepass"]))
 
 
+@pytest.mark.parametrize("latents", [GRID, ("model.latent_kind=tokens",)])
 @pytest.mark.parametrize("side", [4, 8, 16])
-def test_unet_keeps_shape_at_every_stage(side):
-    model = tiny_tokenizer(*GRID, "model.dec_backbone=unet", "model.dec_width=16", "model.num_stages=3")
+def test_unet_keeps_shape_at_every_stage(side, latents):
+    model = tiny_tokenizer(*latents, "model.dec_backbone=unet", "model.dec_width=16", "model.num_stages=3")
     z = model.encode(images(2))
     x = torch.randn(2, 3, side, side)
-    assert model.decoder.net(x, torch.rand(2), z).shape == (2, 3, side, side)
+    tau = torch.rand(2)
+    out = model.decoder.net(x, tau, z)
+    assert out.shape == (2, 3, side, side)
+    z2 = z.clone()
+    z2[1] += 1.0  # image 1 reads its latent; image 0 does not see image 1's
+    out2 = model.decoder.net(x, tau, z2)
+    assert torch.allclose(out2[0], out[0], atol=1e-6) and not torch.allclose(out2[1], out[1])

@@ -1,11 +1,12 @@
-"""Convolutional decoder backbone: a small U-Net D(x, tau, z) -> (B, 3, H, W) for grid latents.
+"""Convolutional decoder backbone: a small U-Net D(x, tau, z) -> (B, 3, H, W).
 
 The transformer of :mod:`fastdec.models.decoder` is the paper's backbone; this one is the convolutional
 alternative (``model.dec_backbone="unet"``), with the same contract: it knows nothing about diffusion,
 ``tau`` is a scalar per sample, the output has the input's shape, and one network serves every pyramid
-stage resolution. The latent grid (B, L, d) -> (B, d, s, s) is resampled to every level of the U-Net and
-added through a 1x1 convolution (the convolutional form of ``spatial_cond``); time enters each residual
-block as a per-channel scale and shift of its normalisation (the convolutional form of adaLN).
+stage resolution. A latent grid (B, L, d) -> (B, d, s, s) is resampled to every level of the U-Net and
+added through a 1x1 convolution (the convolutional form of ``spatial_cond``); 1-D latent tokens join the
+time embedding instead. Time enters each residual block as a per-channel scale and shift of its
+normalisation (the convolutional form of adaLN).
 """
 
 import torch
@@ -26,15 +27,15 @@ def _resample(grid: torch.Tensor, size: int) -> torch.Tensor:
 
 class ResBlock(nn.Module):
     """GroupNorm -> (1 + scale) * . + shift from the time embedding -> SiLU -> 3x3 conv, twice; plus the
-    latent grid through a 1x1 conv; residual. The second conv starts at zero, so a block starts as the
-    identity."""
+    latent grid through a 1x1 conv (grid latents); residual. The second conv starts at zero, so a block
+    starts as the identity."""
 
-    def __init__(self, channels: int, emb_dim: int, latent_dim: int):
+    def __init__(self, channels: int, emb_dim: int, latent_dim: int | None):
         super().__init__()
         groups = min(32, channels // 4)
         self.norm1 = nn.GroupNorm(groups, channels)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.latent = nn.Conv2d(latent_dim, channels, 1)
+        self.latent = nn.Conv2d(latent_dim, channels, 1) if latent_dim else None
         self.norm2 = nn.GroupNorm(groups, channels)
         self.ada = nn.Linear(emb_dim, 2 * channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -42,8 +43,10 @@ class ResBlock(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x))) + self.latent(_resample(z_grid, x.shape[-1]))  # (B, C, H, W)
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, z_grid: torch.Tensor | None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, C, H, W)
+        if self.latent is not None:
+            h = h + self.latent(_resample(z_grid, x.shape[-1]))
         scale, shift = self.ada(emb)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
         h = self.norm2(h) * (1 + scale) + shift
         return x + self.conv2(F.silu(h))
@@ -57,7 +60,10 @@ class UNetNet(nn.Module):
         width: channels of the first level; level i has ``width * mults[i]``.
         mults: channel multipliers per level.
         blocks: residual blocks per level and direction.
-        num_latents: L, a square number (grid latents).
+        latent_kind: ``"grid"`` (L a square number: z is added by location at every level) or
+            ``"tokens"`` (z, flattened, joins the time embedding: a global condition, best with
+            ``prior_cond``, which gives the network the image the latents decode to linearly).
+        num_latents: L.
         latent_dim: d.
         prior_cond: also read an image ``prior`` (B, 3, H, W), concatenated to the input.
     """
@@ -68,6 +74,7 @@ class UNetNet(nn.Module):
         width: int,
         mults: tuple[int, ...] = (1, 2, 2),
         blocks: int = 2,
+        latent_kind: str = "grid",
         num_latents: int,
         latent_dim: int,
         prior_cond: bool = False,
@@ -75,14 +82,14 @@ class UNetNet(nn.Module):
     ):
         super().__init__()
         side = int(round(num_latents**0.5))
-        if side * side != num_latents:
-            raise ValueError(
-                f"the U-Net decoder needs grid latents (a square L), got num_latents={num_latents}"
-            )
-        self.side = side
+        if latent_kind == "grid" and side * side != num_latents:
+            raise ValueError(f"grid latents need a square num_latents, got {num_latents}")
+        self.side = side if latent_kind == "grid" else None
         self.prior_cond = prior_cond
         emb = 4 * width
         self.time = TimestepEmbedding(emb)
+        self.latent_vec = None if self.side else nn.Linear(num_latents * latent_dim, emb)
+        latent_dim = latent_dim if self.side else None  # tokens: no per-location injection
         self.stem = nn.Conv2d(channels * (2 if prior_cond else 1), width, 3, padding=1)
         chans = [width * m for m in mults]
         pairs = list(zip(chans[:-1], chans[1:], strict=True))  # (level l, level l + 1) channels
@@ -107,7 +114,11 @@ class UNetNet(nn.Module):
         if x.shape[-1] % self.min_side:
             raise ValueError(f"the U-Net needs sides divisible by {self.min_side}, got {tuple(x.shape[2:])}")
         emb = self.time(tau)  # (B, E)
-        z_grid = z.transpose(1, 2).reshape(z.shape[0], -1, self.side, self.side)  # (B, d, s, s)
+        z_grid = None
+        if self.side:
+            z_grid = z.transpose(1, 2).reshape(z.shape[0], -1, self.side, self.side)  # (B, d, s, s)
+        else:
+            emb = emb + self.latent_vec(z.flatten(1))  # (B, E)
         h = self.stem(torch.cat([x, prior], dim=1) if self.prior_cond else x)  # (B, C0, H, W)
         skips = []
         for level, blocks in enumerate(self.down):
