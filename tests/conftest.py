@@ -10,6 +10,12 @@ def _threads():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """What tests cache (Inception features, PCA codecs) goes to a fresh folder, never to ~/.cache."""
+    monkeypatch.setenv("FASTDEC_CACHE", str(tmp_path / "cache"))
+
+
 def tiny_tokenizer(*overrides: str, seed: int = 0) -> Tokenizer:
     """A tiny tokenizer with every zero-initialised weight nudged, so all paths carry signal."""
     torch.manual_seed(seed)
