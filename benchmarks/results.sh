@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the README's results table and figures: the bundled photos32 models (default), or the
-# runs of scripts/train_bundled.sh with OUT=<dir> (which adds the regression student). Extra arguments
-# go to `fastdec bench`; RESULTS=<dir> writes somewhere else than benchmarks/results.
+# Regenerates the results table and figures that docs/results.md shows ("The cpu32 family"; it writes
+# benchmarks/results/, never README.md): the bundled photos32 models (default), or the runs of
+# scripts/train_bundled.sh with OUT=<dir> (which adds the regression student). Extra arguments go to
+# `fastdec bench`; RESULTS=<dir> writes somewhere else than benchmarks/results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${RESULTS:-benchmarks/results}
