@@ -43,8 +43,8 @@ class ModelConfig:
     parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
     decoder: str = "flow"  # "flow" (diffusion decoder) | "onepass" (deterministic, one call: the speed floor)
     num_stages: int = 1  # S; 1 = single-resolution flow matching
-    gamma: float = 1 / 3  # pyramid block-noise correlation (METHOD.md §3)
-    published_block_noise: bool = False  # the +gamma sign of the paper's code (METHOD.md §7.1)
+    gamma: float = 1 / 3  # pyramid block-noise correlation (docs/method.md §4)
+    published_block_noise: bool = False  # the +gamma sign of the paper's code (docs/method.md §14.1)
     cfg_dropout: float = 0.1  # probability that z is replaced by the learned null latent
     bottleneck: str = "continuous"  # "continuous" (plain autoencoder) | "vq" (l2-normalised codebook)
     codebook_size: int = 1024  # VQ: number of codes K
@@ -80,7 +80,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes per training process
     verify_data: bool = True  # decode every image of a folder or shard set at start-up (False: on read)
     t_sampling: str = "logit_normal"  # "logit_normal" | "uniform"
-    loss_space: str = "v"  # "v" (velocity error, METHOD.md §2) | "x" (clean-estimate error)
+    loss_space: str = "v"  # "v" (velocity error) | "x" (clean-estimate error); docs/method.md §6
     sigmoid_bias: float | None = None  # sigmoid loss weighting bias (paper: -3); None = off
     perceptual: str = "none"  # "none" | "inception" | "lpips"
     perceptual_weight: float = 0.1
@@ -106,7 +106,7 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """One-step-per-stage distillation (METHOD.md §4); used by ``fastdec distill`` only."""
+    """One-step-per-stage distillation (docs/method.md §9); used by ``fastdec distill`` only."""
 
     target: str = "trajectory"  # "trajectory" (GAN-free regression) | "stage_path" (ADD, paper)
     teacher_steps: int = 8  # teacher Euler steps per stage when building targets
@@ -289,7 +289,7 @@ PRESETS: dict[str, Config] = {
     ),
     # The paper's design shrunk to 32 px: 1-D register tokens, joint-attention decoder.
     "cpu32-paper": Config(),
-    # The paper's scale (METHOD.md §1): 256 px, patch 8, 128 tokens x 32 dims, depth 12, width 768.
+    # The paper's scale (docs/method.md §2): 256 px, patch 8, 128 tokens x 32 dims, depth 12, width 768.
     "in1k256": Config(
         model=ModelConfig(
             resolution=256,
@@ -329,8 +329,9 @@ PRESETS["in1k512"] = Config(
 )
 # The 32 px default, chosen by measurement on this CPU (see the README's recipe table): a 4 x 4 x 8
 # latent grid added to the decoder's image tokens, x-prediction with an x-space loss, and a fixed PCA
-# codec as the linear skip that the transformers correct. Width 144 (3.8 M parameters) keeps the four
-# bundled models at ~31 MB in fp16; the recipe table was measured at width 192 (6.8 M).
+# codec as the linear skip that the transformers correct (docs/method.md §11). Width 144 keeps the four
+# bundled models small (their sizes are in the README's model card); the recipe table was measured at
+# width 192.
 PRESETS["cpu32"] = Config(
     model=ModelConfig(
         latent_kind="grid",
@@ -341,8 +342,8 @@ PRESETS["cpu32"] = Config(
         parameterization="x",
         latent_skip=True,
     ),
-    # 8 training photos overfit (train crops 24 dB, held-out 18.4 dB at one step): dihedral + colour
-    # permutations and crops down to a quarter of the short side lift held-out PSNR by ~1 dB (README).
+    # The few training photos overfit: dihedral + colour permutations and crops down to a quarter of the
+    # short side lift held-out PSNR (measured in the README).
     train=TrainConfig(
         batch_size=32, lr=3e-4, warmup_steps=100, loss_space="x", augment="dihedral-rgb", crop_min_frac=0.25
     ),

@@ -1,4 +1,4 @@
-"""Tests for the stage pyramid (METHOD.md §3): noise levels, time partition, renoising, targets."""
+"""Tests for the stage pyramid (docs/method.md §3, §4): noise levels, time partition, renoising, targets."""
 
 import math
 

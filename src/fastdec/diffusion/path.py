@@ -1,14 +1,15 @@
-"""THE flow convention of fastdec (METHOD.md §0), for a plain path and for a pyramid stage path.
+"""THE flow convention of fastdec (docs/method.md §1), for a plain path and for a pyramid stage path.
 
 t = 0 is data, t = 1 is noise. The plain path is ``x_t = (1 - t) x + t eps`` with velocity
 ``v = eps - x`` and clean estimate ``x_hat = x_t - t v``.
 
-A pyramid stage (METHOD.md §3) runs from a start level b (t = 1) to an end level e (t = 0):
+A pyramid stage (docs/method.md §3.4) runs from a start level b (t = 1) to an end level e (t = 0):
 ``y_end = (1 - e) x_end + e eps``, ``y_start = (1 - b) x_start + b eps``,
 ``x_t = (1 - t) y_end + t y_start = a x_end + c x_start + d eps`` with
 ``a = (1 - t)(1 - e)``, ``c = t (1 - b)``, ``d = (1 - t) e + t b`` (d is the noise level of x_t), and
 velocity ``v = y_start - y_end``. ``x_start = P x_end`` where ``P`` (down then up-sample) is a
-projection. The plain path is the stage with b = 1, e = 0.
+projection. The plain path is the stage with b = 1, e = 0. The conversions between a velocity and a
+clean estimate are derived in docs/method.md §5.
 """
 
 from collections.abc import Callable
@@ -93,11 +94,11 @@ def clean_from_velocity(
 
 
 def sigmoid_weight(noise: torch.Tensor, bias: float = -3.0, clamp: float = 1e-4) -> torch.Tensor:
-    """Sigmoid loss weighting (Kingma & Gao 2023; METHOD.md §2) at noise level ``noise``.
+    """Sigmoid loss weighting (Kingma & Gao 2023; docs/method.md §6) at noise level ``noise``.
 
     ``w = exp(b) sigmoid(lam - b) / (t (1 - t))`` with log-SNR ``lam = 2 log((1 - t) / t)``; t is
     clamped to [clamp, 1 - clamp] so the weight is finite at both ends (the published code is NaN at
-    t = 1, METHOD.md §7.2).
+    t = 1, docs/method.md §14.2).
     """
     t = noise.clamp(clamp, 1 - clamp)
     lam = 2 * (torch.log1p(-t) - torch.log(t))

@@ -1,6 +1,6 @@
 """The stage pyramid of multi-stage (pyramidal) flow matching.
 
-Pyramidal Flow Matching (Jin et al., arXiv 2410.05954) in pixel space, as specified in METHOD.md §3.
+Pyramidal Flow Matching (Jin et al., arXiv 2410.05954) in pixel space, as described in docs/method.md §3.
 S stages run coarse to fine; stage ``s`` (0 = coarsest) works at resolution ``H / 2**(S-1-s)`` and
 moves along its own straight path from a noisy, blocky start to a less noisy end::
 
@@ -68,7 +68,7 @@ def _check_gamma(gamma: float) -> None:
 def stage_specs(resolution: int, num_stages: int, gamma: float = 1 / 3) -> tuple[Stage, ...]:
     """Builds the S stages: resolutions, noise levels, global time ranges, renoise coefficients.
 
-    Noise levels (METHOD.md §3; Pyramid Flow arXiv 2410.05954): ``e_s = 1 - (s+1)/S``,
+    Noise levels (docs/method.md §3.3; Pyramid Flow arXiv 2410.05954): ``e_s = 1 - (s+1)/S``,
     ``b_0 = 1`` and for ``s > 0``, with ``e = e_{s-1}``::
 
         r = 1 / (sqrt(1 + 1/gamma) e + (1 - e)),   b_s = 1 - r (1 - e)   (= 2e / (1+e) at gamma=1/3)
@@ -80,7 +80,7 @@ def stage_specs(resolution: int, num_stages: int, gamma: float = 1 / 3) -> tuple
     ``alpha`` so that signal and noise coefficients sum to one gives ``alpha = r`` (signal
     ``1 - b_s``, noise std ``b_s``) and ``beta = r e / sqrt(gamma)``; at gamma = 1/3,
     ``alpha = 1/(1+e)`` and ``beta = sqrt(3) e / (1+e)``. This needs gamma <= 1/3: the block
-    covariance has eigenvalue ``1 - 3 gamma`` along ``11^T``.
+    covariance has eigenvalue ``1 - 3 gamma`` along ``11^T`` (docs/method.md §4.2, §4.3).
 
     Global time: the flow lengths ``b_s - e_s`` are normalised to a partition of [0, 1]; stage 0
     owns the top piece ``[tau_lo_0, 1]``, the last stage ends at tau = 0, and neighbouring stages
@@ -111,7 +111,7 @@ def stage_specs(resolution: int, num_stages: int, gamma: float = 1 / 3) -> tuple
     starts, alphas, betas = [1.0], [1.0], [0.0]
     for s in range(1, num_stages):
         e = ends[s - 1]
-        r = 1.0 / (math.sqrt(1.0 + 1.0 / gamma) * e + (1.0 - e))  # METHOD.md §3
+        r = 1.0 / (math.sqrt(1.0 + 1.0 / gamma) * e + (1.0 - e))  # docs/method.md §4.2
         starts.append(1.0 - r * (1.0 - e))
         alphas.append(r)
         betas.append(r * e / math.sqrt(gamma))
@@ -192,9 +192,9 @@ def upsample(x: Tensor, factor: int = 2) -> Tensor:
 def _block_factor(gamma: float, published_sign: bool, dtype: torch.dtype, device) -> Tensor:
     # Symmetric square root L (L L^T = Sigma) of Sigma = lam_perp (I - P) + lam_one P, P = 11^T / 4.
     # Closed form, not torch.linalg.cholesky: at gamma = 1/3 Sigma is singular (lam_one = 0).
-    if published_sign:  # METHOD.md §7.1: Sigma = (1 - g) I + g 11^T
+    if published_sign:  # docs/method.md §14.1: Sigma = (1 - g) I + g 11^T
         lam_perp, lam_one = 1.0 - gamma, 1.0 + 3.0 * gamma
-    else:  # METHOD.md §3: Sigma = (1 + g) I - g 11^T
+    else:  # docs/method.md §4.1: Sigma = (1 + g) I - g 11^T
         lam_perp, lam_one = 1.0 + gamma, max(1.0 - 3.0 * gamma, 0.0)
     proj = torch.full((4, 4), 0.25, dtype=torch.float64)
     eye = torch.eye(4, dtype=torch.float64)
@@ -206,9 +206,9 @@ def block_noise(noise: Tensor, gamma: float = 1 / 3, published_sign: bool = Fals
     """Turns white noise into 2x2-block-correlated noise.
 
     Blocks are independent; inside each 2x2 block the four pixels have covariance
-    ``(1 + gamma) I - gamma 11^T`` (variance 1, correlation ``-gamma``; METHOD.md §3, Pyramid Flow
+    ``(1 + gamma) I - gamma 11^T`` (variance 1, correlation ``-gamma``; docs/method.md §4, Pyramid Flow
     arXiv 2410.05954). With ``published_sign=True`` the off-diagonal sign is flipped, as in the
-    published research code (METHOD.md §7.1): covariance ``(1 - gamma) I + gamma 11^T`` (variance 1,
+    published research code (docs/method.md §14.1): covariance ``(1 - gamma) I + gamma 11^T`` (variance 1,
     correlation ``+gamma``). After ``renoise`` that leaves the stage-start noise with the right
     per-pixel std ``b_s`` but within-block correlation ``2 gamma / (1 + gamma)`` (0.5 at
     gamma = 1/3), which training never sees. Kept only to reproduce the published behaviour.
@@ -240,7 +240,7 @@ def renoise(
     gamma: float = 1 / 3,
     published_sign: bool = False,
 ) -> Tensor:
-    """Stage transition into ``stage``: ``alpha_s up(x_prev) + beta_s n_block`` (METHOD.md §3).
+    """Stage transition into ``stage``: ``alpha_s up(x_prev) + beta_s n_block`` (docs/method.md §4).
 
     If ``x_prev`` is the previous stage's end state ``(1 - e_{s-1}) x_end_prev + e_{s-1} eps``, the
     result is ``(1 - b_s) up(x_end_prev) + b_s eps'`` with white ``eps'``: the stage's training
@@ -270,7 +270,7 @@ def renoise(
 
 
 def stage_targets(x: Tensor, stage: Stage, num_stages: int) -> tuple[Tensor, Tensor]:
-    """Clean end and start images of a stage (METHOD.md §3).
+    """Clean end and start images of a stage (docs/method.md §3.4).
 
     ``x_end = down^(S-1-s)(x)`` and ``x_start = up(down(x_end))``. Stage 0 starts from pure noise
     (``b_0 = 1``), so its ``x_start`` is multiplied by zero everywhere; it is returned as ``x_end``
@@ -301,7 +301,7 @@ def _per_sample(t_loc: Tensor, x: Tensor) -> Tensor:
 def training_pair(
     x_end: Tensor, x_start: Tensor, stage: Stage, t_loc: Tensor, noise: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Network input and target velocity on a stage's path (METHOD.md §3).
+    """Network input and target velocity on a stage's path (docs/method.md §3.4).
 
     ``y_end = (1 - e) x_end + e eps``, ``y_start = (1 - b) x_start + b eps`` (one shared eps),
     ``x_t = (1 - t) y_end + t y_start``, target ``v = y_start - y_end = dx_t / dt``.
@@ -329,7 +329,7 @@ def training_pair(
 
 
 def global_time(stage: Stage, t_loc: Tensor) -> Tensor:
-    """Global time ``tau = tau_lo + (tau_hi - tau_lo) t_loc`` that the network sees (METHOD.md §3).
+    """Global time ``tau = tau_lo + (tau_hi - tau_lo) t_loc`` that the network sees (docs/method.md §3.5).
 
     Evaluated so that ``t_loc = 0`` gives ``tau_lo`` and ``t_loc = 1`` gives ``tau_hi`` exactly, so
     neighbouring stages agree bit for bit at their shared boundary.

@@ -1,6 +1,6 @@
 """The cost of coarse-to-fine decoding: FLOPs and decode time vs resolution and number of stages.
 
-The measurement behind the paper's O(log n) claim (METHOD.md §3): T Euler steps at full resolution
+The measurement behind the paper's O(log n) claim (docs/method.md §8): T Euler steps at full resolution
 against T steps split over S stages, and against one step per stage, for one randomly initialised
 decoder (cost does not depend on the weights). Prediction for split-T: speed-up above (3/4) S, less
 the fixed per-call cost of the latent tokens.

@@ -1,4 +1,4 @@
-"""Reconstruct a set of images with one decode setting and measure it (METHOD.md §5)."""
+"""Reconstruct a set of images with one decode setting and measure it (docs/method.md §13)."""
 
 import contextlib
 import platform

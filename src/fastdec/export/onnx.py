@@ -81,11 +81,12 @@ class StudentDecode(nn.Module):
 def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
     """Write the one-step decode of ``tokenizer`` to ``path`` (an ``.onnx`` file), batch axis dynamic.
 
-        Uses torch's ``torch.export``-based exporter: about 40 s for a tiny test model and 6 minutes for the
-    6.8 M-parameter cpu32 student on a busy 2-core CPU. The example inputs sit on the tokenizer's device.
+    Uses torch's ``torch.export``-based exporter, which traces the whole coarse-to-fine decode (every
+    stage's network call and transition, docs/method.md §7): slow, and slower the larger the model. The
+    example inputs sit on the tokenizer's device.
 
-        Raises:
-            ValueError: the model is not a one-step student (see :func:`check_student`).
+    Raises:
+        ValueError: the model is not a one-step student (see :func:`check_student`).
     """
     onnx = _require("onnx")
     _require("onnxscript")  # torch's exporter translates through it

@@ -1,7 +1,7 @@
-"""One-step-per-stage distillation loss (METHOD.md §4): regression to the teacher, perceptual, GAN.
+"""One-step-per-stage distillation loss (docs/method.md §9): regression to the teacher, perceptual, GAN.
 
 The student decodes from noise with one network call per stage (its stage transitions are the
-teacher's). The teacher target is built on a stage path (fixing METHOD.md §7.4):
+teacher's). The teacher target is built on a stage path (fixing docs/method.md §14.4):
 
 - ``target="trajectory"``: the teacher decodes from the student's own noises with its multi-step
   sampler; every student stage output regresses onto the teacher's (GAN-free regression).

@@ -1,7 +1,7 @@
 """Flow-matching loss on the stage paths of a (possibly single-stage) pyramid.
 
-With one stage this is the plain loss of METHOD.md §2: ``|v_hat - (eps - x)|^2`` at t ~ logit-normal.
-With S stages (METHOD.md §3) each sample of the batch is assigned a stage (evenly), its stage pair
+With one stage this is the plain loss of docs/method.md §6: ``|v_hat - (eps - x)|^2`` at t ~ logit-normal.
+With S stages (docs/method.md §3.6) each sample of the batch is assigned a stage (evenly), its stage pair
 (x_end, x_start) is built from the image, and the target is the stage velocity ``y_start - y_end``.
 Stage, time and noise of a sample depend only on its global index and its own generator
 (:mod:`fastdec.losses.draws`), so a batch split over processes draws what it draws whole.
@@ -26,7 +26,7 @@ class FlowMatchingLoss:
         perceptual: a per-sample distance ``(x, y) -> (B,)`` or None.
         perceptual_weight: its weight.
         perceptual_start_stage: first stage whose samples get the perceptual term (-1 = last only).
-        loss_space: ``"v"`` (METHOD.md §2: velocity error) or ``"x"`` (error of the clean stage-end
+        loss_space: ``"v"`` (docs/method.md §6: velocity error) or ``"x"`` (error of the clean stage-end
             estimate; for x-prediction this drops the 1/d^2 weight that v-space puts on low noise).
     """
 

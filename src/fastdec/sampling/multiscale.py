@@ -1,6 +1,6 @@
 """Coarse-to-fine decoding: a driver that composes stage transitions and a per-stage solver.
 
-``x <- solve(stage, renoise(up(x)))`` for each stage (METHOD.md §3). The multi-step teacher, the one-step
+``x <- solve(stage, renoise(up(x)))`` for each stage (docs/method.md §7). The multi-step teacher, the one-step
 student and mixed decoding differ only in the ``solve`` passed in; with one stage this is plain
 sampling from noise.
 """

@@ -1,4 +1,4 @@
-"""Distil a trained multi-scale teacher into a one-step-per-stage student (METHOD.md §4)."""
+"""Distil a trained multi-scale teacher into a one-step-per-stage student (docs/method.md §9)."""
 
 import dataclasses
 from pathlib import Path
