@@ -288,11 +288,14 @@ class Tokenizer(nn.Module):
     def nfe(
         self, steps=None, total_steps: int | None = None, guidance: float | None = None, temperature=None
     ) -> int:
-        """Network calls per image (a guided call counts twice; the temperature changes nothing)."""
-        if self.config.model.decoder == "onepass":
+        """Network calls per image (a guided call counts twice, a one-pass prior once per decode; the
+        temperature changes nothing)."""
+        m = self.config.model
+        if m.decoder == "onepass":
             return 1
         w = self.config.sample.guidance if guidance is None else guidance
-        return sum(self.decode_steps(steps, total_steps)) * (1 if w == 1.0 else 2)
+        prior_calls = 1 if m.prior == "onepass" else 0
+        return sum(self.decode_steps(steps, total_steps)) * (1 if w == 1.0 else 2) + prior_calls
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> None:
         """Write ``config.json`` + ``model.safetensors``; ``meta`` records which weights these are."""

@@ -103,3 +103,19 @@ def test_unet_keeps_shape_at_every_stage(side, latents):
     z2[1] += 1.0  # image 1 reads its latent; image 0 does not see image 1's
     out2 = model.decoder.net(x, tau, z2)
     assert torch.allclose(out2[0], out[0], atol=1e-6) and not torch.allclose(out2[1], out[1])
+
+
+def test_nfe_counts_the_prior_call(tmp_path):
+    _, teacher = _teacher(tmp_path, stages=2)
+    assert teacher.nfe(steps=(2, 3)) == 6
+    assert teacher.nfe(steps=1) == 3
+
+
+def test_student_keeps_the_prior_frozen(tmp_path):
+    from fastdec.training.distill import build_student
+
+    _, teacher = _teacher(tmp_path)
+    student = build_student(teacher, teacher.config)
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("decoder.net.") for n in trainable)
+    assert student.decoder.net.last_layer is student.decoder.net.final

@@ -142,7 +142,7 @@ class DistillationLoss:
             terms["perceptual"] = perc.detach()
         if self.adversarial_weight > 0:
             gan = generator_hinge(discriminator(final))
-            last = student.decoder.net.final.weight
+            last = student.decoder.net.last_layer.weight
             weight = adaptive_weight(loss.mean(), gan.mean(), last)
             loss = loss + self.adversarial_weight * weight * gan
             terms["gan"] = gan.detach()

@@ -58,6 +58,11 @@ class DecoderNet(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    @property
+    def last_layer(self) -> nn.Module:
+        """The output layer (the adaptive GAN weight of distillation balances gradients there)."""
+        return self.final
+
     def _spatial(self, z: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
         """Grid latents resampled onto the image token grid and added to the image stream."""
         side = int(round(self.num_latents**0.5))

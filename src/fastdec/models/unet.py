@@ -107,6 +107,11 @@ class UNetNet(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.min_side = 2 ** (len(mults) - 1)
 
+    @property
+    def last_layer(self) -> nn.Module:
+        """The output layer (the adaptive GAN weight of distillation balances gradients there)."""
+        return self.out
+
     def forward(
         self, x: torch.Tensor, tau: torch.Tensor, z: torch.Tensor, prior: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -24,11 +24,14 @@ def student_config(config: Config) -> Config:
 
 
 def build_student(teacher: Tokenizer, config: Config) -> Tokenizer:
-    """A copy of the teacher with the student's config; encoder and null latent frozen by default."""
+    """A copy of the teacher with the student's config; encoder and null latent frozen by default, and a
+    one-pass prior (``model.prior="onepass"``) always."""
     student = Tokenizer(student_config(config))
     student.load_state_dict(teacher.state_dict())
     student.z_null.requires_grad_(False)
     student.encoder.requires_grad_(config.distill.train_encoder)
+    if config.model.prior == "onepass":  # the deterministic decode the student refines stays the teacher's
+        student.decoder.prior.requires_grad_(False)
     return student.train()
 
 
