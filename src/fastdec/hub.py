@@ -79,7 +79,14 @@ def reference_check(model) -> dict:
     }
 
 
-def pack(source: str | Path, output: str | Path, *, half: bool = True, meta: dict | None = None) -> dict:
+def pack(
+    source: str | Path,
+    output: str | Path,
+    *,
+    half: bool = True,
+    meta: dict | None = None,
+    sample: tuple[str, ...] = (),
+) -> dict:
     """Copy a trained export to ``output`` for shipping, parameters stored in float16.
 
     Buffers (the fixed PCA codec) stay in float32: they are few numbers and the linear decode is the
@@ -87,13 +94,22 @@ def pack(source: str | Path, output: str | Path, *, half: bool = True, meta: dic
     The export's meta gains ``meta`` and ``check`` (:func:`reference_check` of the stored weights,
     and the largest change of a decoded pixel, on [-1, 1], that float16 storage causes).
 
+    ``sample``: ``sample.key=value`` overrides of the default decode settings that ship with the model
+    (e.g. ``("sample.steps=4,4,4", "sample.temperature=0.8")``, chosen on the val split); the weights do
+    not depend on them.
+
     Returns:
         ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.
     """
+    from fastdec.config import resolve
     from fastdec.io import WEIGHTS_NAME, save_export
     from fastdec.tokenizer import Tokenizer
 
     model = Tokenizer.from_pretrained(source)
+    not_sample = [item for item in sample if not item.startswith("sample.")]
+    if not_sample:
+        raise ValueError(f"pack changes decode defaults only (sample.*), got {not_sample}")
+    model.config = resolve(model.config, list(sample))
     error, decode_diff = 0.0, 0.0
     if half:
         _, before = _check_decode(model)

@@ -58,6 +58,16 @@ def test_pack_stores_half_parameters_and_keeps_decode(tmp_path):
     assert (packed.decode(z) - model.decode(z)).abs().max() < 1e-2
 
 
+def test_pack_ships_chosen_decode_defaults(tmp_path):
+    tiny_tokenizer().save_pretrained(tmp_path / "src")
+    pack(tmp_path / "src", tmp_path / "packed", sample=("sample.steps=2", "sample.temperature=0.5"))
+    packed = Tokenizer.from_pretrained(tmp_path / "packed")
+    assert packed.config.sample.steps == (2,) and packed.config.sample.temperature == 0.5
+    assert packed.meta["check"]["decode"] == "default settings, seeds 0..B-1"
+    with pytest.raises(ValueError, match="decode defaults only"):
+        pack(tmp_path / "src", tmp_path / "bad", sample=("model.dec_width=8",))
+
+
 def test_demo_writes_table_and_figures(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--limit", "4", "--threads", "1"]) == 0
     for name in ("results.md", "results.json", "speed_quality.png", "reconstructions.png"):

@@ -8,12 +8,16 @@ def add_parser(p):
     p.add_argument("--output", required=True, help="directory for the packed export")
     p.add_argument("--fp32", action="store_true", help="keep float32 parameters (default: float16)")
     p.add_argument("--note", default="", help="recorded in the export's meta as 'training'")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="sample.KEY=VALUE",
+        help="default decode setting shipped with the model, e.g. sample.steps=4,4,4 (repeatable)",
+    )  # fmt: skip
 
 
 def run(args):
     from fastdec.hub import pack
 
     meta = {"training": args.note} if args.note else {}
-    info = pack(args.model, args.output, half=not args.fp32, meta=meta)
+    info = pack(args.model, args.output, half=not args.fp32, meta=meta, sample=tuple(args.overrides))
     print(json.dumps({"output": args.output, **info}, indent=2))
     return 0
