@@ -14,6 +14,8 @@ def run(args):
 
     config = resolve(args.preset, args.overrides)
     check_config(config)
+    if config.model.prior == "onepass" and not config.train.prior_from:
+        raise ValueError("model.prior='onepass' needs train.prior_from=<a trained one-pass export>")
     if is_main_process():  # under torchrun every process runs this command
         print(config.to_json())
     if args.dry_run:
