@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fastdec.eval.evaluate import evaluate, reconstruct
@@ -30,3 +31,13 @@ def test_evaluate_reports_the_protocol_fields():
     assert recon.shape == (4, 3, 16, 16)
     assert result["nfe"] == 2 and result["timing_batch_size"] == 2 and result["dtype"] == "torch.float32"
     assert result["flops_per_image"] > 0 and result["decode_ms_per_image"] > 0
+
+
+def test_bench_setting_spec_parses_every_decode_option():
+    from fastdec.eval.bench import parse_setting
+
+    s = parse_setting("runs/m/export:steps=4/2/1,guidance=1.5,temperature=0.5,label=ms 4-2-1")
+    assert s.model == "runs/m/export" and s.label == "ms 4-2-1"
+    assert s.decode == {"steps": (4, 2, 1), "guidance": 1.5, "temperature": 0.5}
+    with pytest.raises(ValueError, match="unknown setting option 'tau'"):
+        parse_setting("m:tau=1")

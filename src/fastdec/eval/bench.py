@@ -1,7 +1,7 @@
 """The comparison table: several decoders and decode settings on the same images and latents.
 
 Each setting is ``MODEL[:key=value,...]`` with keys ``steps`` (``50`` or per stage ``4/2/1``),
-``total_steps``, ``guidance``, ``label``, and ``backend=onnx`` (decode a one-step student through
+``total_steps``, ``guidance``, ``temperature``, ``label``, and ``backend=onnx`` (decode a one-step student through
 onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of ``fastdec export-onnx``).
 Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
 without its timing); decode times are measured afterwards for all settings round-robin on one fixed
@@ -44,6 +44,8 @@ def parse_setting(spec: str) -> Setting:
             decode["total_steps"] = int(value)
         elif key == "guidance":
             decode["guidance"] = float(value)
+        elif key == "temperature":
+            decode["temperature"] = float(value)
         elif key == "label":
             label = value
         elif key == "backend":
@@ -54,8 +56,8 @@ def parse_setting(spec: str) -> Setting:
             backend, onnx_file = "onnx", value
         else:
             raise ValueError(
-                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, label, "
-                "backend, onnx"
+                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, temperature, "
+                "label, backend, onnx"
             )
     return Setting(model, decode, label or spec, backend, onnx_file)
 
