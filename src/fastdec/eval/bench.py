@@ -1,8 +1,9 @@
 """The comparison table: several decoders and decode settings on the same images and latents.
 
 Each setting is ``MODEL[:key=value,...]`` with keys ``steps`` (``50`` or per stage ``4/2/1``),
-``total_steps``, ``guidance``, ``temperature``, ``label``, and ``backend=onnx`` (decode a one-step student through
-onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of ``fastdec export-onnx``).
+``total_steps``, ``guidance``, ``temperature``, ``label``, and ``backend=onnx`` (decode a one-step
+student through onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of
+``fastdec export-onnx``).
 Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
 without its timing); decode times are measured afterwards for all settings round-robin on one fixed
 batch, so machine drift hits every setting alike. An onnx row reports the FLOPs of the same decode
