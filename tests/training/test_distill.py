@@ -64,8 +64,10 @@ def test_gradients_reach_student_and_heads_only(target):
         assert (g is None and p.grad is None) or torch.equal(g, p.grad)
 
 
-def test_teacher_starts_on_the_stage_path_it_is_told():
+@pytest.mark.parametrize("path_noise", ["fresh", "student"])
+def test_teacher_starts_on_the_stage_path_it_is_told(path_noise):
     teacher, student, loss = _setup(target="stage_path")
+    loss.path_noise = path_noise
     recorded = []
     original = teacher.decoder.net.forward
 
@@ -77,11 +79,12 @@ def test_teacher_starts_on_the_stage_path_it_is_told():
     x = torch.zeros(64, 3, 16, 16) + torch.linspace(-0.5, 0.5, 16)  # a smooth image
     z = student.encode(x)
     noises = [torch.randn(64, 3, s.resolution, s.resolution) for s in student.stages]
-    outputs = loss.student_rollout(student, z, noises)
+    inputs = []
+    outputs = loss.student_rollout(student, z, noises, inputs)
     for seed in range(4):
         recorded.clear()
         g = torch.Generator().manual_seed(seed)
-        k, targets = loss.teacher_targets(z, outputs, noises, g)
+        k, targets = loss.teacher_targets(z, outputs, noises, g, inputs)
         g = torch.Generator().manual_seed(seed)
         k_again = int(torch.randint(2, (1,), generator=g))
         u = loss.min_start + (1 - loss.min_start) * float(torch.rand(1, generator=g))
@@ -94,8 +97,11 @@ def test_teacher_starts_on_the_stage_path_it_is_told():
         project = stage_projection(stage)
         x_start = project(x_end) if project else x_end
         a, c, d = path.coefficients(u, stage.start, stage.end)
-        residual = (x_u - a * x_end - c * x_start) / d  # must be exactly the fresh N(0, 1) noise
-        assert abs(residual.mean()) < 0.05 and abs(residual.std() - 1) < 0.05
+        residual = (x_u - a * x_end - c * x_start) / d  # the path's noise
+        if path_noise == "fresh":  # fresh N(0, 1) noise
+            assert abs(residual.mean()) < 0.05 and abs(residual.std() - 1) < 0.05
+        else:  # the noise of the student's own stage-k input: x_1 = (1 - b) x_start + b eps
+            torch.testing.assert_close(inputs[k], (1 - stage.start) * x_start + stage.start * residual)
 
 
 def test_no_discriminator_without_adversarial_weight(monkeypatch, tmp_path):
@@ -112,3 +118,19 @@ def test_no_discriminator_without_adversarial_weight(monkeypatch, tmp_path):
     assert (out / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="discriminator"):
         DistillStep(DistillationLoss(teacher, adversarial_weight=0.5), None)
+
+
+def test_student_noise_targets_of_the_student_itself_are_its_own_outputs():
+    """With the teacher = the student, one teacher step and u = 1, the stage-path input is the student's
+    own stage input and the later transitions reuse its noises: the targets are its outputs exactly."""
+    teacher = tiny_tokenizer("model.num_stages=3").requires_grad_(False)
+    loss = DistillationLoss(teacher, target="stage_path", teacher_steps=1, min_start=1.0)
+    z = teacher.encode(images(4))
+    noises = [torch.randn(4, 3, s.resolution, s.resolution) for s in teacher.stages]
+    inputs = []
+    with torch.no_grad():
+        outputs = loss.student_rollout(teacher, z, noises, inputs)
+        for seed in range(6):
+            k, targets = loss.teacher_targets(z, outputs, noises, torch.Generator().manual_seed(seed), inputs)
+            for s, t in zip(outputs[k:], targets, strict=True):
+                torch.testing.assert_close(s, t, atol=1e-5, rtol=1e-5)

@@ -6,8 +6,11 @@ teacher's). The teacher target is built on a stage path (fixing docs/method.md ย
 - ``target="trajectory"``: the teacher decodes from the student's own noises with its multi-step
   sampler; every student stage output regresses onto the teacher's (GAN-free regression).
 - ``target="stage_path"`` (ADD, as the paper): pick a stage k and a local time u, put the
-  downsampled final student image on stage k's path at u with fresh noise (exactly where the
-  teacher is told it is), run the teacher from there to the end; stages k.. regress onto it.
+  downsampled final student image on stage k's path at u (exactly where the teacher is told it is),
+  run the teacher from there to the end; stages k.. regress onto it. With ``path_noise="student"``
+  the path's noise is the one in the student's own stage-k input and the later transitions reuse the
+  student's transition noises, so a coarse stage's noisy end state is compared with a target that
+  carries the same noise; with ``"fresh"`` both are drawn anew (docs/method.md ยง9.2).
 
 The adversarial term (weight > 0) adds a hinge GAN loss from :class:`Discriminator` scaled by the
 VQGAN adaptive weight on the decoder's last layer; with weight 0 no discriminator exists.
@@ -39,6 +42,7 @@ class DistillationLoss:
         regression_weight, perceptual, perceptual_weight, adversarial_weight: term weights;
             ``perceptual`` is a per-sample distance or None.
         min_start: smallest local start time u for ``"stage_path"``.
+        path_noise: ``"student"`` or ``"fresh"``: the noise of the ``"stage_path"`` targets.
     """
 
     def __init__(
@@ -53,9 +57,12 @@ class DistillationLoss:
         perceptual_weight: float = 0.0,
         adversarial_weight: float = 0.0,
         min_start: float = 0.25,
+        path_noise: str = "student",
     ):
         if target not in ("trajectory", "stage_path"):
             raise ValueError(f"unknown distillation target {target!r}")
+        if path_noise not in ("student", "fresh"):
+            raise ValueError(f"unknown stage-path noise {path_noise!r}")
         self.teacher = teacher
         self.target = target
         self.teacher_steps = teacher_steps
@@ -65,25 +72,30 @@ class DistillationLoss:
         self.perceptual_weight = perceptual_weight
         self.adversarial_weight = adversarial_weight
         self.min_start = min_start
+        self.path_noise = path_noise
 
     def _transitions(self, model):
         m = model.config.model
         return {"gamma": m.gamma, "published_sign": m.published_block_noise}
 
-    def student_rollout(self, student, z, noises):
-        """One call per stage; returns every stage's output (gradients through the whole chain)."""
+    def student_rollout(self, student, z, noises, inputs: list | None = None):
+        """One call per stage; returns every stage's output (gradients through the whole chain) and
+        appends every stage's input state to ``inputs`` if given."""
         outputs = []
 
         def one_step(stage, x):
+            if inputs is not None:
+                inputs.append(x)
             return euler_solve(student.velocity_fn(z, stage, 1.0), x, euler_grid(1).to(x))
 
         multiscale_sample(student.stages, one_step, noises, trace=outputs, **self._transitions(student))
         return outputs
 
     @torch.no_grad()
-    def teacher_targets(self, z, student_outputs, noises, generator):
+    def teacher_targets(self, z, student_outputs, noises, generator, student_inputs=None):
         """(first stage k, teacher outputs of stages k..S-1); ``generator``: the batch's
-        :class:`~fastdec.losses.draws.SampleDraws` or a plain generator."""
+        :class:`~fastdec.losses.draws.SampleDraws` or a plain generator; ``student_inputs``: the
+        student's stage input states (needed by ``"stage_path"`` with ``path_noise="student"``)."""
         teacher = self.teacher
         stages = teacher.stages
 
@@ -109,15 +121,22 @@ class DistillationLoss:
         x_end = downsample(final, 2 ** (len(stages) - 1 - k))  # clean image at stage k's resolution
         project = stage_projection(stage)
         x_start = project(x_end) if project is not None else x_end
-        eps = draws.randn(*x_end.shape[1:]).to(x_end)  # (B, 3, r, r)
+        if self.path_noise == "fresh":
+            eps = draws.randn(*x_end.shape[1:]).to(x_end)  # (B, 3, r, r)
+            later = [draws.randn(*n.shape[1:]).to(n) for n in noises[k + 1 :]]
+        else:
+            if student_inputs is None:
+                raise ValueError('path_noise="student" needs the student\'s stage inputs')
+            _, c1, d1 = path.coefficients(1.0, stage.start, stage.end)  # the stage input is x_1
+            eps = (student_inputs[k].detach() - c1 * x_start) / d1
+            later = list(noises[k + 1 :])
         a, c, d = path.coefficients(u, stage.start, stage.end)
         x_u = a * x_end + c * x_start + d * eps  # on stage k's path at local time u
         first = solve_from(u)(stage, x_u)
         outputs.append(first)
         if k + 1 < len(stages):
-            fresh = [draws.randn(*n.shape[1:]).to(n) for n in noises[k + 1 :]]
             multiscale_sample(
-                stages[k + 1 :], solve_from(u), fresh, previous=first, trace=outputs,
+                stages[k + 1 :], solve_from(u), later, previous=first, trace=outputs,
                 **self._transitions(teacher),
             )  # fmt: skip
         return k, outputs
@@ -128,8 +147,9 @@ class DistillationLoss:
         Returns:
             (loss (B,), named per-sample terms). ``discriminator`` is needed iff adversarial weight > 0.
         """
-        outputs = self.student_rollout(student, z, noises)
-        k, targets = self.teacher_targets(z, outputs, noises, generator)
+        inputs = []
+        outputs = self.student_rollout(student, z, noises, inputs)
+        k, targets = self.teacher_targets(z, outputs, noises, generator, inputs)
         regression = sum(
             (s - t).pow(2).mean(dim=(1, 2, 3)) for s, t in zip(outputs[k:], targets, strict=True)
         )

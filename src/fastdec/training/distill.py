@@ -56,6 +56,7 @@ def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progre
         perceptual_weight=d.perceptual_weight,
         adversarial_weight=d.adversarial_weight,
         min_start=d.min_start,
+        path_noise=d.path_noise,
     )
     discriminator = Discriminator() if d.adversarial_weight > 0 else None
     export_dir = Path(run_dir) / "export"
