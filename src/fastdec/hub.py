@@ -79,6 +79,38 @@ def reference_check(model) -> dict:
     }
 
 
+def shared_prior_weights(directory: Path, reference, own: set[str]) -> dict[str, torch.Tensor]:
+    """The encoder and one-pass prior weights that the export in ``directory`` keeps by reference.
+
+    ``reference`` is its ``config.json`` entry ``prior_export`` (written by :func:`pack`):
+    ``{"name": a sibling export directory, "weights_sha256": that export's weights checksum}``. The
+    sibling's weights are renamed as a prior (:func:`fastdec.models.prior.onepass_weights`).
+
+    Raises:
+        ValueError: a malformed reference, a name that is not a plain sibling, a sibling whose weights
+            changed since packing, or weights present in both files.
+    """
+    from fastdec.io import load_export
+    from fastdec.models.prior import onepass_weights
+
+    config = directory / "config.json"
+    if not (isinstance(reference, dict) and set(reference) == {"name", "weights_sha256"}):
+        raise ValueError(f"{config}: prior_export needs 'name' and 'weights_sha256': {reference!r:.200}")
+    name = reference["name"]
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name:
+        raise ValueError(f"{config}: prior_export name must be a sibling directory's name, got {name!r:.200}")
+    tensors, payload = load_export(directory.parent / name)
+    if payload.get("weights_sha256") != reference["weights_sha256"]:
+        raise ValueError(
+            f"{config} keeps its prior in {directory.parent / name}, whose weights changed since packing"
+        )
+    shared = onepass_weights(tensors)
+    both = sorted(own & set(shared))
+    if both:
+        raise ValueError(f"{config}: weights both stored and kept by reference: {both[:5]}")
+    return shared
+
+
 def pack(
     source: str | Path,
     output: str | Path,
@@ -86,6 +118,7 @@ def pack(
     half: bool = True,
     meta: dict | None = None,
     sample: tuple[str, ...] = (),
+    prior_export: str | Path | None = None,
 ) -> dict:
     """Copy a trained export to ``output`` for shipping, parameters stored in float16.
 
@@ -97,6 +130,10 @@ def pack(
     ``sample``: ``sample.key=value`` overrides of the default decode settings that ship with the model
     (e.g. ``("sample.steps=4,4,4", "sample.temperature=0.8")``, chosen on the val split); the weights do
     not depend on them.
+
+    ``prior_export``: a packed one-pass export in the same directory as ``output`` whose weights are
+    this model's frozen encoder and one-pass prior (``model.prior="onepass"``): those are then stored
+    once, there, and ``config.json`` names that export and its checksum (:func:`shared_prior_weights`).
 
     Returns:
         ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.
@@ -124,6 +161,8 @@ def pack(
     params = {name for name, _ in model.named_parameters()}
     tensors = {k: v.half() if half and k in params else v for k, v in model.state_dict().items()}
     payload = {"config": model.config.to_dict(), "meta": {**model.meta, **(meta or {}), "check": check}}
+    if prior_export is not None:
+        tensors, payload["prior_export"] = _by_reference(tensors, Path(prior_export), Path(output), source)
     save_export(output, tensors, payload)
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -131,3 +170,18 @@ def pack(
         "max_abs_weight_error": error,
         "check": check,
     }
+
+
+def _by_reference(tensors: dict, prior_export: Path, output: Path, source) -> tuple[dict, dict]:
+    """``tensors`` without the weights that ``prior_export`` holds (bit for bit), and the reference."""
+    from fastdec.io import load_export
+    from fastdec.models.prior import onepass_weights
+
+    if prior_export.resolve().parent != output.resolve().parent or prior_export.resolve() == output.resolve():
+        raise ValueError(f"prior_export {prior_export} must be another directory beside the output {output}")
+    stored, payload = load_export(prior_export)
+    shared = onepass_weights(stored)
+    if not shared or any(k not in tensors or not torch.equal(tensors[k], v) for k, v in shared.items()):
+        raise ValueError(f"{source} does not hold the weights of {prior_export} as its encoder and prior")
+    kept = {k: v for k, v in tensors.items() if k not in shared}
+    return kept, {"name": prior_export.resolve().name, "weights_sha256": payload["weights_sha256"]}

@@ -312,12 +312,14 @@ class Tokenizer(nn.Module):
                 values, missing or unexpected weights, other shapes, non-float or non-finite weights);
                 the message names the export and the mismatch.
         """
-        from fastdec.hub import resolve_model
+        from fastdec.hub import resolve_model, shared_prior_weights
 
         if str(name_or_dir):  # an overwrite killed between its two renames: put the old export back
             restore_interrupted_export(name_or_dir)
         directory = resolve_model(name_or_dir)
         tensors, payload = load_export(directory)
+        if "prior_export" in payload:
+            tensors = {**tensors, **shared_prior_weights(directory, payload["prior_export"], set(tensors))}
         try:  # the config is untrusted input: any failure to build a model from it is the file's fault
             config = Config.from_dict(payload["config"])
             with torch.device("meta"):  # shapes only: a config cannot allocate more than its weights hold

@@ -119,3 +119,42 @@ def test_student_keeps_the_prior_frozen(tmp_path):
     trainable = {n for n, p in student.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("decoder.net.") for n in trainable)
     assert student.decoder.net.last_layer is student.decoder.net.final
+
+
+def test_pack_keeps_the_prior_by_reference(tmp_path):
+    import json
+
+    from fastdec.hub import pack
+
+    _, teacher = _teacher(tmp_path)
+    teacher.save_pretrained(tmp_path / "teacher")
+    shipped = tmp_path / "shipped"
+    pack(tmp_path / "onepass", shipped / "onepass")
+    full = pack(tmp_path / "teacher", shipped / "full")
+    slim = pack(tmp_path / "teacher", shipped / "slim", prior_export=shipped / "onepass")
+    assert slim["bytes"] < full["bytes"] and slim["check"] == full["check"]
+    reference = json.loads((shipped / "slim" / "config.json").read_text())["prior_export"]
+    assert reference["name"] == "onepass"
+    a, b = Tokenizer.from_pretrained(shipped / "full"), Tokenizer.from_pretrained(shipped / "slim")
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+    z = a.encode(images(2))
+    assert torch.equal(a.decode(z), b.decode(z))
+    with pytest.raises(ValueError, match="beside the output"):
+        pack(tmp_path / "teacher", tmp_path / "elsewhere" / "x", prior_export=shipped / "onepass")
+    with pytest.raises(ValueError, match="does not hold the weights"):
+        pack(tmp_path / "teacher", shipped / "wrong", prior_export=shipped / "full")
+    pack(tmp_path / "onepass", shipped / "onepass", meta={"training": "again"})  # same weights: still fine
+    assert torch.equal(Tokenizer.from_pretrained(shipped / "slim").decode(z), a.decode(z))
+    retrained = Tokenizer.from_pretrained(tmp_path / "onepass")
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.1)
+    retrained.save_pretrained(tmp_path / "retrained")
+    pack(tmp_path / "retrained", shipped / "onepass")
+    with pytest.raises(ValueError, match="changed since packing"):
+        Tokenizer.from_pretrained(shipped / "slim")
+    config = json.loads((shipped / "slim" / "config.json").read_text())
+    config["prior_export"]["name"] = "../onepass"
+    (shipped / "slim" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="sibling"):
+        Tokenizer.from_pretrained(shipped / "slim")
