@@ -118,10 +118,10 @@ def test_a_failed_export_write_leaves_the_old_one_and_a_mixed_pair_is_refused(
     shutil.copytree(export_dir, tmp_path / "a")
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
-    def crash_in_write(tensors, path):
+    def crash_in_write(path, tensors, metadata=None):
         raise KeyboardInterrupt("killed while writing the weights")
 
-    monkeypatch.setattr(fastdec.io, "save_file", crash_in_write)
+    monkeypatch.setattr(fastdec.io, "save_safetensors", crash_in_write)
     with pytest.raises(KeyboardInterrupt):
         save_export(tmp_path / "a", tensors, payload)
     monkeypatch.undo()

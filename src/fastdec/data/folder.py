@@ -19,6 +19,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from fastdec.io import atomic_write
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard; below PIL's own 89 MP warning
 
@@ -283,6 +285,5 @@ def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> l
     if len(set(paths)) != len(paths):
         raise ValueError(f"save_images got names that map to the same file: {names}")
     for path, pixels in zip(paths, to_uint8(images), strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
+        atomic_write(path, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
     return paths
