@@ -165,7 +165,7 @@ def parse_json(text: str | bytes, source: str | Path) -> object:
         raise ValueError(f"{source} is {len(text)} bytes, more than the {MAX_JSON_BYTES} a config may have")
     try:
         value = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except ValueError as err:  # also numbers with more digits than int() converts, and bad UTF-8
         raise ValueError(f"{source} is not valid JSON: {err}") from None
     except RecursionError:
         raise ValueError(f"{source} is nested more than {MAX_JSON_DEPTH} levels deep") from None
@@ -361,8 +361,9 @@ def load_export(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
     Raises:
         FileNotFoundError: the directory or one of its two files is missing.
-        ValueError: unreadable or foreign ``config.json``, another export format, a weights file that
-            is not valid safetensors or does not match the checksum in ``config.json``.
+        ValueError: unreadable, oversized, too deeply nested or foreign ``config.json`` (unknown
+            top-level keys included), another export format, a weights file that is not valid
+            safetensors or does not match the checksum in ``config.json``.
     """
     directory = Path(directory)
     restore_interrupted_export(directory)
@@ -381,6 +382,9 @@ def load_export(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(
             f"{config_path} has export format {found!r}; this fastdec reads format {EXPORT_FORMAT}"
         )
+    unknown = sorted(set(config) - {"format", "config", "meta", "weights_sha256"})
+    if unknown:
+        raise ValueError(f"{config_path} has unknown top-level keys {unknown[:5]}")
     data = weights_path.read_bytes()  # one read: the checksum and the tensors see the same bytes
     expected = config.get("weights_sha256")  # absent in exports written before checksums
     if expected is not None and expected != _sha256(data):
