@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -135,6 +136,14 @@ def decode_settings(args) -> dict:
 
 def model_resolution(model) -> int:
     return int(model.resolution)
+
+
+def print_skipped(bad) -> None:
+    """List unusable inputs ``(path, reason)`` on stdout; what the terminal's encoding cannot show (a
+    file name that is not UTF-8) is printed as backslash escapes of its bytes."""
+    encoding = sys.stdout.encoding or "utf-8"
+    for path, reason in bad:
+        print(os.fsencode(f"  skipped {path}: {reason}").decode(encoding, "backslashreplace"))
 
 
 def write_json(path: str | Path, data) -> None:

@@ -314,6 +314,28 @@ class ImageFolder(Dataset):
         }
 
 
+def png_paths(folder: str | Path, names: list[str]) -> list[Path]:
+    """Where :func:`save_images` writes each name: an image extension is replaced by ``.png``, anything
+    else gets ``.png`` appended. Call it before the work whose results are saved: two names that map
+    to one file (``dup.png`` and ``dup.jpg``) are a ``ValueError`` naming both."""
+    root, paths = Path(folder), {}
+    for name in names:
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.name:
+            raise ValueError(f"image name must be a relative path inside {root}, got {name!r}")
+        if relative.suffix.lower() in IMAGE_EXTENSIONS:
+            relative = relative.with_suffix(".png")
+        else:
+            relative = relative.with_name(relative.name + ".png")
+        if root / relative in paths:
+            raise ValueError(
+                f"{paths[root / relative]!r} and {name!r} would both be written to {root / relative}: "
+                "rename one"
+            )
+        paths[root / relative] = name
+    return list(paths)
+
+
 def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> list[Path]:
     """Write images in [-1, 1] as 8-bit PNGs, creating folders as needed.
 
@@ -326,25 +348,13 @@ def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> l
         names: B distinct relative file names.
 
     Returns:
-        The B written paths.
+        The B written paths (:func:`png_paths`), each written atomically.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"save_images expects shape (B, 3, H, W), got {tuple(images.shape)}")
     if len(names) != images.shape[0]:
         raise ValueError(f"save_images got {images.shape[0]} images but {len(names)} names")
-    root = Path(folder)
-    paths = []
-    for name in names:
-        relative = Path(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.name:
-            raise ValueError(f"image name must be a relative path inside {root}, got {name!r}")
-        if relative.suffix.lower() in IMAGE_EXTENSIONS:
-            relative = relative.with_suffix(".png")
-        else:
-            relative = relative.with_name(relative.name + ".png")
-        paths.append(root / relative)
-    if len(set(paths)) != len(paths):
-        raise ValueError(f"save_images got names that map to the same file: {names}")
+    paths = png_paths(folder, names)
     for path, pixels in zip(paths, to_uint8(images), strict=True):
         atomic_write(path, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
     return paths
