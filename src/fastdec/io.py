@@ -98,8 +98,9 @@ def write_error(err: OSError, path: str | Path) -> OSError:
         errno.EDQUOT: "no space left (disk quota exceeded)",
         errno.EFBIG: "file size limit exceeded",
     }
-    reason = reasons.get(err.errno, err.strerror or str(err))
-    return OSError(err.errno, f"cannot write {path}: {reason}")
+    named = OSError(f"cannot write {path}: {reasons.get(err.errno, err.strerror or str(err))}")
+    named.errno = err.errno  # one argument keeps the message free of an "[Errno N]" prefix
+    return named
 
 
 @contextlib.contextmanager

@@ -119,9 +119,10 @@ def decode_settings(args) -> dict:
 
     if args.steps is not None and args.total_steps is not None:
         raise ValueError("--steps and --total-steps both set the steps: give one of them")
-    for option in ("steps", "guidance", "temperature"):
+    for option, key in [("steps", "steps"), ("total_steps", "steps"), ("guidance", "guidance"),
+                        ("temperature", "temperature")]:  # fmt: skip
         if getattr(args, option) is not None:
-            check_value(f"sample.{option}", getattr(args, option), name=f"--{option}")
+            check_value(f"sample.{key}", getattr(args, option), name=f"--{option.replace('_', '-')}")
     out = {}
     if args.steps is not None:
         out["steps"] = args.steps

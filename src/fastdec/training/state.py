@@ -50,15 +50,39 @@ def save_state(run_dir: str | Path, step: int, state: dict, keep: int = 2) -> Pa
     config_path = Path(run_dir) / "config.json"
     if config_path.is_file():  # binds the state to its run: :func:`latest_state` refuses it elsewhere
         state = {**state, "run_config": config_path.read_text()}
-
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a Python file: a full disk is an OSError, not a C++ stream error
-            torch.save({"format": STATE_FORMAT, "step": step, **state}, f)
-
-    atomic_write(path, write)
+    atomic_write(path, lambda tmp: _torch_save({"format": STATE_FORMAT, "step": step, **state}, tmp))
     for old in list_states(run_dir)[:-keep]:
         old.unlink()
     return path
+
+
+class _Writer:
+    """The file ``torch.save`` writes to, keeping the ``OSError`` of a failed write: torch reports it
+    as a ``RuntimeError`` without the reason (no space left, a file-size limit)."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(obj, path: str) -> None:
+    with open(path, "wb") as f:
+        writer = _Writer(f)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
 
 
 def _read(path: Path):
