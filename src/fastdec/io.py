@@ -354,6 +354,14 @@ def save_export(directory: str | Path, tensors: dict[str, torch.Tensor], config:
             _discard(backup, directory)
 
 
+def check_payload(payload: dict, keys=("config", "meta")) -> None:
+    """Refuse top-level keys of an export's ``config.json`` other than ``keys`` and the fields
+    :func:`save_export` adds, naming them."""
+    unknown = sorted(set(payload) - {*keys, "format", "weights_sha256"})
+    if unknown:
+        raise ValueError(f"unknown top-level keys {unknown[:5]}")
+
+
 def load_export(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read an export directory written by :func:`save_export`; errors name the bad file.
 
@@ -362,9 +370,9 @@ def load_export(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
     Raises:
         FileNotFoundError: the directory or one of its two files is missing.
-        ValueError: unreadable, oversized, too deeply nested or foreign ``config.json`` (unknown
-            top-level keys included), another export format, a weights file that is not valid
-            safetensors or does not match the checksum in ``config.json``.
+        ValueError: unreadable, oversized, too deeply nested or foreign ``config.json``, another
+            export format, a weights file that is not valid safetensors or does not match the
+            checksum in ``config.json``.
     """
     directory = Path(directory)
     restore_interrupted_export(directory)
@@ -383,9 +391,6 @@ def load_export(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(
             f"{config_path} has export format {found!r}; this fastdec reads format {EXPORT_FORMAT}"
         )
-    unknown = sorted(set(config) - {"format", "config", "meta", "weights_sha256"})
-    if unknown:
-        raise ValueError(f"{config_path} has unknown top-level keys {unknown[:5]}")
     data = weights_path.read_bytes()  # one read: the checksum and the tensors see the same bytes
     expected = config.get("weights_sha256")  # absent in exports written before checksums
     if expected is not None and expected != _sha256(data):

@@ -11,7 +11,7 @@ from fastdec.checks import check_images
 from fastdec.config import Config, check_value
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
-from fastdec.io import CONFIG_NAME, load_export, restore_interrupted_export, save_export
+from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
@@ -321,6 +321,7 @@ class Tokenizer(nn.Module):
         directory = resolve_model(name_or_dir)
         tensors, payload = load_export(directory)
         try:  # the config is untrusted input: any failure to build a model from it is the file's fault
+            check_payload(payload)
             config = Config.from_dict(payload["config"])
             with torch.device("meta"):  # shapes only: a config cannot allocate more than its weights hold
                 expected = {k: v.shape for k, v in cls(config).state_dict().items()}

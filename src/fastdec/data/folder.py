@@ -113,11 +113,11 @@ def load_rgb(path, max_pixels: int) -> Image.Image:
 def _open_regular(path):
     """``path`` opened for binary reading if it is a regular file (checked on the open descriptor,
     which ``O_NONBLOCK`` keeps from waiting on a FIFO)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    file = open(path, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0)))
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
         raise ValueError(f"{path} is not a regular file")
-    return os.fdopen(fd, "rb")
+    return file
 
 
 def centre_square(image: Image.Image, resolution: int) -> Image.Image:

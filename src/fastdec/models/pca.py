@@ -126,11 +126,12 @@ class PCACodec(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device="cpu") -> "PCACodec":
         """Load an export of :meth:`save_pretrained`; errors name the export and the mismatch."""
-        from fastdec.io import CONFIG_NAME, load_export
+        from fastdec.io import CONFIG_NAME, check_payload, load_export
 
         directory = Path(directory)
         tensors, payload = load_export(directory)
         try:
+            check_payload(payload)
             config = dict(payload["config"])
             if config.get("codec") != "pca":
                 raise ValueError(f"codec is {config.get('codec')!r}, not 'pca'")

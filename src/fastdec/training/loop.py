@@ -6,9 +6,11 @@ resumed run draws exactly the numbers an uninterrupted one would, and N processe
 (each takes its slice of the global batch, optionally in ``grad_accum`` micro-batches; DDP averages the
 gradients) compute what one process computes. Rank 0 logs and writes training states atomically every
 ``ckpt_every`` steps; every rank resumes from the newest one when the same command runs again, with
-any number of processes. What a step computes is the ``step_fn`` passed in; a step function with
-``state_dict``/``load_state_dict`` (a discriminator and its optimiser) is saved and restored with the
-rest, and one with ``to(device)`` is moved to the training device.
+any number of processes. Rank 0 holds the run directory's lock (:func:`run_lock`) for the whole run,
+and a resumed run's ``log.jsonl`` keeps the records of the steps its state holds. What a step
+computes is the ``step_fn`` passed in; a step function with ``state_dict``/``load_state_dict`` (a
+discriminator and its optimiser) is saved and restored with the rest, and one with ``to(device)`` is
+moved to the training device.
 """
 
 import contextlib
