@@ -80,7 +80,14 @@ def _fsync_file(path: str | Path) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    try:  # Linux reports it without changing it (safe with other threads creating files)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
 
