@@ -226,9 +226,7 @@ def exclusive_lock(path: str | Path, *, wait: bool = True, what: str = "") -> It
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise LockedError(
-                errno.EWOULDBLOCK, f"{what or path} is in use by process {holder} (lock file {path})"
-            ) from None
+            raise LockedError(f"{what or path} is in use by process {holder} (lock file {path})") from None
         except OSError:  # e.g. a network file system without flock
             break
         try:  # the holder we waited for may have deleted the file: lock the one at ``path`` now
