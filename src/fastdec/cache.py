@@ -13,10 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks, see write_lock
-    fcntl = None
+from fastdec.io import exclusive_lock
 
 
 def cache_dir(kind: str) -> Path:
@@ -49,20 +46,8 @@ def write_lock(kind: str) -> Iterator[None]:
     :func:`fastdec.io.atomic_write` first deletes leftover temporaries of its target, which would
     include the live temporary of a second writer of the same entry; writing under this lock makes
     writers take turns, so each rename installs a complete file. Readers need no lock (a rename is
-    atomic). An advisory ``flock`` on ``<kind>/.lock``; where the platform or file system offers none,
-    the write goes ahead unlocked.
+    atomic). The lock is :func:`fastdec.io.exclusive_lock` on ``<kind>/.lock``; where the platform or
+    file system offers none, the write goes ahead unlocked.
     """
-    path = cache_dir(kind) / ".lock"
-    with open(path, "a+b") as f:
-        locked = False
-        if fcntl is not None:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-                locked = True
-            except OSError:  # e.g. a network file system without flock
-                pass
-        try:
-            yield
-        finally:
-            if locked:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(cache_dir(kind) / ".lock"):
+        yield

@@ -10,43 +10,43 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     resolution: int = 32
-    latent_kind: str = "tokens"  # "tokens" (paper: 1-D register tokens) | "grid" (spatial latent grid)
+    latent_kind: Literal["tokens", "grid"] = "tokens"  # paper: 1-D register tokens | spatial latent grid
     num_latents: int = 16  # L; for "grid" a square number (grid side = sqrt(L))
     latent_dim: int = 8  # d
     enc_patch: int = 4
     enc_width: int = 192
     enc_depth: int = 4
     enc_heads: int = 3
-    enc_stem: str = "linear"  # "linear" | "conv"
+    enc_stem: Literal["linear", "conv"] = "linear"
     dec_patch: int = 4
     dec_width: int = 192
     dec_depth: int = 4
     dec_heads: int = 3
-    dec_stem: str = "linear"
+    dec_stem: Literal["linear", "conv"] = "linear"
     # "transformer" (the paper's joint-attention decoder) | "unet" (models/unet.py: width
     # dec_width at the first of three levels, dec_depth residual blocks per level and direction)
-    dec_backbone: str = "transformer"
+    dec_backbone: Literal["transformer", "unet"] = "transformer"
     spatial_cond: bool = False  # add grid latents to the image tokens at their location
     latent_skip: bool = False  # fixed PCA linear encoder/decoder paths (needs parameterization "x")
     skip_blend: bool = False  # with latent_skip: precondition with the least-squares blend of x_t and PCA
     prior_cond: bool = False  # with latent_skip: the PCA decode of z is also an input image of the decoder
     # with latent_skip, what the x-prediction refines: "linear" (the PCA decode of z) or "onepass" (a
     # one-pass decoder of the same shape, models/prior.py; train it first, then train.prior_from)
-    prior: str = "linear"
+    prior: Literal["linear", "onepass"] = "linear"
     mlp_ratio: float = 4.0
-    parameterization: str = "v"  # network output read as velocity ("v") or clean stage end ("x")
-    decoder: str = "flow"  # "flow" (diffusion decoder) | "onepass" (deterministic, one call: the speed floor)
+    parameterization: Literal["v", "x"] = "v"  # network output read as velocity or clean stage end
+    decoder: Literal["flow", "onepass"] = "flow"  # diffusion | deterministic, one call (the speed floor)
     num_stages: int = 1  # S; 1 = single-resolution flow matching
     gamma: float = 1 / 3  # pyramid block-noise correlation (docs/method.md §4)
     published_block_noise: bool = False  # the +gamma sign of the paper's code (docs/method.md §14.1)
     cfg_dropout: float = 0.1  # probability that z is replaced by the learned null latent
-    bottleneck: str = "continuous"  # "continuous" (plain autoencoder) | "vq" (l2-normalised codebook)
+    bottleneck: Literal["continuous", "vq"] = "continuous"  # plain autoencoder | l2-normalised codebook
     codebook_size: int = 1024  # VQ: number of codes K
     vq_beta: float = 0.25  # VQ: commitment loss weight
     # The latent contract's normalisation, as diffusers' scaling_factor / shift_factor: encode and decode
@@ -62,7 +62,7 @@ class TrainConfig:
     # prior, frozen (the diffusion decoder then learns only what the one-pass decode misses)
     prior_from: str = ""
     photos: int = 0  # data "photos": train on the first N train photos only (0 = all; data scaling)
-    augment: str = "flip"  # embedded photos: "flip" | "dihedral" | "dihedral-rgb" (data/photos.py)
+    augment: Literal["flip", "dihedral", "dihedral-rgb"] = "flip"  # embedded photos (data/photos.py)
     crop_min_frac: float = 0.5  # embedded photos: smallest crop side / the photo's short side
     steps: int = 3000
     batch_size: int = 64
@@ -76,13 +76,13 @@ class TrainConfig:
     bf16: bool = False
     grad_accum: int = 1  # micro-batches per step in each process; batch_size is the global batch
     compile: bool = False  # torch.compile the encoder and decoder networks (opt-in speed-up)
-    device: str = "auto"  # "auto" (CUDA when available, else CPU) | "cpu" | "cuda"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else CPU
     workers: int = 0  # DataLoader worker processes per training process
     verify_data: bool = True  # decode every image of a folder or shard set at start-up (False: on read)
-    t_sampling: str = "logit_normal"  # "logit_normal" | "uniform"
-    loss_space: str = "v"  # "v" (velocity error) | "x" (clean-estimate error); docs/method.md §6
+    t_sampling: Literal["logit_normal", "uniform"] = "logit_normal"
+    loss_space: Literal["v", "x"] = "v"  # velocity error | clean-estimate error; docs/method.md §6
     sigmoid_bias: float | None = None  # sigmoid loss weighting bias (paper: -3); None = off
-    perceptual: str = "none"  # "none" | "inception" | "lpips"
+    perceptual: Literal["none", "inception", "lpips"] = "none"
     perceptual_weight: float = 0.1
     perceptual_start_stage: int = -1  # first stage with a perceptual term; -1 = last stage only
     seed: int = 0
@@ -108,11 +108,11 @@ class SampleConfig:
 class DistillConfig:
     """One-step-per-stage distillation (docs/method.md §9); used by ``fastdec distill`` only."""
 
-    target: str = "trajectory"  # "trajectory" (GAN-free regression) | "stage_path" (ADD, paper)
+    target: Literal["trajectory", "stage_path"] = "trajectory"  # GAN-free regression | ADD (paper)
     teacher_steps: int = 8  # teacher Euler steps per stage when building targets
     teacher_guidance: float = 1.0  # the student learns the guided teacher and runs unguided
     regression_weight: float = 1.0
-    perceptual: str = "none"
+    perceptual: Literal["none", "inception", "lpips"] = "none"
     perceptual_weight: float = 0.0
     adversarial_weight: float = 0.0  # 0 = no discriminator is built
     disc_lr: float = 1e-4
@@ -156,8 +156,7 @@ class Config:
                 raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
             for key, value in sub.items():
                 if not _conforms(value, hints[key]):
-                    wanted = _type_name(hints[key])
-                    raise ValueError(f"{f.name}.{key} must be of type {wanted}, got {value!r:.80}")
+                    raise ValueError(f"{f.name}.{key} must be {_wanted(hints[key])}, got {value!r:.80}")
             parts[f.name] = sub_cls(**{k: _converted(v, hints[k]) for k, v in sub.items()})
         config = cls(**parts)
         validate(config)
@@ -177,8 +176,8 @@ def _conforms(value, annotation) -> bool:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     for member in _members(annotation):
         origin = typing.get_origin(member)
-        if member is float:
-            fits = number
+        if member is float:  # an integer must convert to a float
+            fits = number and (isinstance(value, float) or abs(value) < 2**63)
         elif member is int:
             fits = number and isinstance(value, int)
         elif origin is typing.Literal:
@@ -203,51 +202,94 @@ def _converted(value, annotation):
     return value
 
 
-def _type_name(annotation) -> str:
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+def _wanted(annotation) -> str:
+    """What a field annotated ``annotation`` takes, in words: ``of type int``, ``one of 'v', 'x'``."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
+    return "of type " + (annotation.__name__ if isinstance(annotation, type) else str(annotation))
 
 
-# The allowed range of numeric fields, as (test, wording); other fields take any finite value of
-# their type. A tuple field's test applies to each item.
-_AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
-_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
-_POSITIVE = (lambda v: v > 0, "> 0")
-_FRACTION = (lambda v: 0 <= v <= 1, "in [0, 1]")
-_BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
+@dataclass(frozen=True)
+class _Range:
+    """Bounds of a numeric field (None: unbounded); ``open`` bounds exclude their value."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def violation(self, v) -> str:
+        """``""`` if ``v`` is in range, else the bound it breaks in words (``">= 1"``)."""
+        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        if self.high is not None and (v >= self.high if self.open_high else v > self.high):
+            return f"{'<' if self.open_high else '<='} {self.high}"
+        return ""
+
+
+# The range of every numeric field. Every size and count has an upper bound, so a config (config.json
+# is untrusted input) cannot ask for a network, a sampler or a loop that no machine runs; ints without
+# an entry must fit in 64 bits, floats must be finite. A tuple field's range applies to each item.
+MAX_STEPS = 99_999_999  # training states are named by an 8-digit step
+MAX_SAMPLE_STEPS = 10_000  # Euler steps per stage
+_COUNT = _Range(1, MAX_STEPS)
+_AT_LEAST_0 = _Range(0)
+_POSITIVE = _Range(0, open_low=True)
 _LIMITS = {
+    "model.resolution": _Range(1, 4096),
+    "model.num_latents": _Range(1, 65_536),
+    "model.latent_dim": _Range(1, 4096),
+    **dict.fromkeys(["model.enc_patch", "model.dec_patch"], _Range(1, 512)),
+    **dict.fromkeys(["model.enc_width", "model.dec_width"], _Range(1, 16_384)),
+    **dict.fromkeys(["model.enc_heads", "model.dec_heads"], _Range(1, 1024)),
+    **dict.fromkeys(["model.enc_depth", "model.dec_depth"], _Range(0, 512)),
+    "model.num_stages": _Range(1, 16),
+    "model.codebook_size": _Range(2, 1 << 20),
+    "model.mlp_ratio": _Range(0, 64, open_low=True),
+    "model.gamma": _Range(0, 1 / 3, open_low=True),
+    **dict.fromkeys("train.steps train.log_every train.ckpt_every train.max_nonfinite".split(), _COUNT),
+    **dict.fromkeys(["train.warmup_steps", "train.eval_every"], _Range(0, MAX_STEPS)),
+    **dict.fromkeys(["train.batch_size", "train.grad_accum", "train.eval_images"], _Range(1, 1 << 20)),
+    "train.keep_states": _Range(1, 1000),
+    "train.workers": _Range(0, 1024),
+    "train.photos": _Range(0, 1 << 30),
+    "train.seed": _Range(0, 2**63 - 1),
+    "train.perceptual_start_stage": _Range(-1, 15),
     **dict.fromkeys(
-        """model.resolution model.num_latents model.latent_dim model.enc_patch model.enc_width
-        model.enc_heads model.dec_patch model.dec_width model.dec_heads model.num_stages train.steps
-        train.batch_size train.log_every train.ckpt_every train.keep_states train.max_nonfinite
-        train.eval_images train.eval_steps sample.steps distill.teacher_steps train.grad_accum""".split(),
-        _AT_LEAST_1,
+        ["sample.steps", "distill.teacher_steps", "train.eval_steps"], _Range(1, MAX_SAMPLE_STEPS)
     ),
+    **dict.fromkeys(["sample.guidance", "distill.teacher_guidance"], _Range(0, 100)),
+    "sample.temperature": _Range(0, 100),
     **dict.fromkeys(
-        """model.enc_depth model.dec_depth train.warmup_steps train.weight_decay train.perceptual_weight
-        train.eval_every train.workers train.photos distill.regression_weight distill.perceptual_weight
-        distill.adversarial_weight sample.temperature""".split(),
+        """train.weight_decay train.perceptual_weight distill.regression_weight distill.perceptual_weight
+        distill.adversarial_weight model.vq_beta""".split(),
         _AT_LEAST_0,
     ),
-    **dict.fromkeys(["model.mlp_ratio", "train.lr", "train.grad_clip", "distill.disc_lr"], _POSITIVE),
-    **dict.fromkeys(["train.min_lr_ratio", "train.ema_decay", "distill.min_start"], _FRACTION),
-    **dict.fromkeys(["model.cfg_dropout", "train.beta2"], _BELOW_1),
-    "train.device": (lambda v: v in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'"),
-    "model.bottleneck": (lambda v: v in ("continuous", "vq"), "'continuous' or 'vq'"),
-    "model.prior": (lambda v: v in ("linear", "onepass"), "'linear' or 'onepass'"),
-    "model.dec_backbone": (lambda v: v in ("transformer", "unet"), "'transformer' or 'unet'"),
-    "model.codebook_size": (lambda v: v >= 2, ">= 2"),
-    "model.vq_beta": _AT_LEAST_0,
-    "model.latent_scaling": _POSITIVE,
-    "train.augment": (
-        lambda v: v in ("flip", "dihedral", "dihedral-rgb"),
-        "'flip', 'dihedral' or 'dihedral-rgb'",
-    ),
-    "train.crop_min_frac": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    **dict.fromkeys(["train.lr", "train.grad_clip", "distill.disc_lr", "model.latent_scaling"], _POSITIVE),
+    **dict.fromkeys(["train.min_lr_ratio", "train.ema_decay", "distill.min_start"], _Range(0, 1)),
+    **dict.fromkeys(["model.cfg_dropout", "train.beta2"], _Range(0, 1, open_high=True)),
+    "train.crop_min_frac": _Range(0, 1, open_low=True),
 }
+_INT64 = _Range(-(2**63), 2**63, open_high=True)
+
+
+def check_value(key: str, value, name: str = "") -> None:
+    """Check a number (or each item of a tuple) against the range of the config field ``key``
+    (``"sample.steps"``); the ``ValueError`` names ``name`` (default: ``key``). Also used where a
+    decode setting arrives as an argument rather than in a config."""
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{name or key} must be finite, got {value!r}")
+        bounds = _LIMITS.get(key, _INT64 if isinstance(v, int) else None)
+        broken = bounds.violation(v) if bounds is not None and isinstance(v, int | float) else ""
+        if broken:
+            raise ValueError(f"{name or key} must be {broken}, got {value!r:.80}")
 
 
 def validate(config: Config) -> None:
-    """Check every field of ``config`` for its type, finiteness and range (e.g. ``train.steps >= 1``).
+    """Check every field of ``config`` for its type (a string option for its allowed values),
+    finiteness and range (e.g. ``train.steps`` in [1, 99999999]), and the fields that must agree.
 
     Raises:
         ValueError: naming the first bad field and its value, e.g. ``train.lr must be > 0, got -1.0``.
@@ -258,15 +300,22 @@ def validate(config: Config) -> None:
         for f in fields(sub):
             key, value = f"{section.name}.{f.name}", getattr(sub, f.name)
             if not _conforms(value, hints[f.name]):
-                raise ValueError(f"{key} must be of type {_type_name(hints[f.name])}, got {value!r:.80}")
-            items = value if isinstance(value, tuple) else (value,)
+                raise ValueError(f"{key} must be {_wanted(hints[f.name])}, got {value!r:.80}")
             if isinstance(value, tuple) and not value:
                 raise ValueError(f"{key} must not be empty")
-            if any(isinstance(v, float) and not math.isfinite(v) for v in items):
-                raise ValueError(f"{key} must be finite, got {value!r}")
-            test, wording = _LIMITS.get(key, (None, ""))
-            if test is not None and value is not None and not all(test(v) for v in items):
-                raise ValueError(f"{key} must be {wording}, got {value!r}")
+            if not isinstance(value, bool | str):
+                check_value(key, value)
+    m, t, steps = config.model, config.train, config.sample.steps
+    if len(steps) not in (1, m.num_stages):
+        raise ValueError(
+            f"sample.steps {steps} has {len(steps)} step counts for model.num_stages={m.num_stages}: "
+            "give one count, or one per stage"
+        )
+    if t.batch_size % t.grad_accum:
+        raise ValueError(
+            f"train.batch_size {t.batch_size} must be a multiple of train.grad_accum {t.grad_accum} "
+            "(and of the number of processes)"
+        )
 
 
 PRESETS: dict[str, Config] = {
@@ -381,15 +430,19 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{name} expects a boolean, got {text!r}")
+    if isinstance(current, str):
+        return text
+    if (current is None or isinstance(current, float)) and text.lower() == "none":
+        return None
+    kind, parse = "an integer", int
     if isinstance(current, tuple):
-        return tuple(int(v) for v in text.split(","))
-    if current is None or isinstance(current, float):
-        if text.lower() == "none":
-            return None
-        return float(text)
-    if isinstance(current, int):
-        return int(text)
-    return text
+        kind, parse = "comma-separated integers", lambda v: tuple(int(x) for x in v.split(","))
+    elif current is None or isinstance(current, float):
+        kind, parse = "a number", float
+    try:
+        return parse(text)
+    except ValueError:  # int('abc'), or more digits than int() converts
+        raise ValueError(f"{name} expects {kind}, got {text!r:.80}") from None
 
 
 def resolve(preset: str | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -143,6 +143,8 @@ def pack(
     from fastdec.tokenizer import Tokenizer
 
     model = Tokenizer.from_pretrained(source)
+    if Path(output).resolve() == resolve_model(source).resolve():
+        raise ValueError(f"pack output {output} is the model it packs: write the packed copy elsewhere")
     not_sample = [item for item in sample if not item.startswith("sample.")]
     if not_sample:
         raise ValueError(f"pack changes decode defaults only (sample.*), got {not_sample}")

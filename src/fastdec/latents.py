@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load, save_file
+from safetensors.torch import load
 
-from fastdec.io import atomic_write
+from fastdec.io import atomic_write, parse_json, save_safetensors
 
 LATENTS_FORMAT = 1
 # Fields that decide whether latents of one model can be decoded by another; the normalisation does
@@ -132,7 +132,7 @@ class LatentContract:
 
     @classmethod
     def from_json(cls, text: str) -> "LatentContract":
-        data = json.loads(text)
+        data = parse_json(text, "a latent contract")
         known = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) != known:
             raise ValueError(f"a latent contract has the keys {sorted(known)}, got {data!r}")
@@ -177,7 +177,7 @@ def save_latents(
         "contract": contract.to_json(),
         "names": json.dumps(names),
     }
-    atomic_write(Path(path), lambda tmp: save_file({kind: tensor}, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_safetensors(tmp, {kind: tensor}, metadata))
 
 
 def load_latents(path: str | Path) -> LatentFile:

@@ -1,6 +1,5 @@
 """The user-facing tokenizer: images -> latent tokens z -> images with a flow-matching decoder."""
 
-import math
 import operator
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,10 +8,10 @@ import torch
 from torch import nn
 
 from fastdec.checks import check_images
-from fastdec.config import Config
+from fastdec.config import Config, check_value
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
-from fastdec.io import CONFIG_NAME, load_export, restore_interrupted_export, save_export
+from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
@@ -200,13 +199,18 @@ class Tokenizer(nn.Module):
         return self.decode(self.latents_from_indices(indices), **decode)
 
     def decode_steps(self, steps=None, total_steps: int | None = None) -> tuple[int, ...]:
-        """Steps per stage: ``total_steps`` split over stages, else ``steps`` (int or per-stage list),
-        else the config's default."""
+        """Steps per stage: ``total_steps`` split over stages, or ``steps`` (int or per-stage list), or
+        the config's default; each stage's count within the range of ``sample.steps``."""
         num_stages = len(self.stages)
+        if steps is not None and total_steps is not None:
+            raise ValueError(f"give steps ({steps}) or total_steps ({total_steps}), not both")
         if total_steps is not None:
-            return split_total_steps(_int("total_steps", total_steps), num_stages)
-        steps = self.config.sample.steps if steps is None else steps
-        return steps_per_stage(_ints("steps", steps), num_stages)
+            per_stage = split_total_steps(_int("total_steps", total_steps), num_stages)
+        else:
+            per_stage = steps_per_stage(_ints("steps", self.config.sample.steps if steps is None else steps),
+                                        num_stages)  # fmt: skip
+        check_value("sample.steps", per_stage, name="steps per stage")
+        return per_stage
 
     def decode(
         self,
@@ -235,11 +239,9 @@ class Tokenizer(nn.Module):
             )
         per_stage = self.decode_steps(steps, total_steps)
         w = self.config.sample.guidance if guidance is None else float(guidance)
-        if not math.isfinite(w):
-            raise ValueError(f"guidance must be finite, got {w}")
+        check_value("sample.guidance", w, name="guidance")
         tau = self.config.sample.temperature if temperature is None else float(temperature)
-        if not (math.isfinite(tau) and tau >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {tau}")
+        check_value("sample.temperature", tau, name="temperature")
         seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
@@ -321,6 +323,7 @@ class Tokenizer(nn.Module):
         if "prior_export" in payload:
             tensors = {**tensors, **shared_prior_weights(directory, payload["prior_export"], set(tensors))}
         try:  # the config is untrusted input: any failure to build a model from it is the file's fault
+            check_payload(payload)
             config = Config.from_dict(payload["config"])
             with torch.device("meta"):  # shapes only: a config cannot allocate more than its weights hold
                 expected = {k: v.shape for k, v in cls(config).state_dict().items()}

@@ -135,7 +135,7 @@ def test_bad_token_indices_are_named():
 def test_vq_config_validation():
     with pytest.raises(ValueError, match="latent_skip"):
         Tokenizer(resolve("cpu32", ["model.bottleneck=vq"]))
-    with pytest.raises(ValueError, match="bottleneck must be 'continuous' or 'vq', got 'fsq'"):
+    with pytest.raises(ValueError, match="model.bottleneck must be one of 'continuous', 'vq', got 'fsq'"):
         Tokenizer(resolve("tiny", ["model.bottleneck=fsq"]))
     with pytest.raises(ValueError, match="codebook_size must be >= 2"):
         resolve("tiny", ["model.codebook_size=1"])

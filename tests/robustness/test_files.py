@@ -69,7 +69,8 @@ MISMATCHES = {
     ),
     "a NaN config value": (lambda t, p: (t, edited(p, "train", lr=float("nan"))), "train.lr must be finite"),
     "an impossible value": (lambda t, p: (t, edited(p, "model", num_stages=9)), "no usable"),
-    "an absurd width": (lambda t, p: (t, edited(p, "model", enc_width=2**20)), "implies"),
+    "an absurd width": (lambda t, p: (t, edited(p, "model", enc_width=2**12)), "implies"),
+    "a width past the limit": (lambda t, p: (t, edited(p, "model", enc_width=2**20)), "enc_width must be <="),
     "no model config": (lambda t, p: (t, {"meta": {}}), "no usable model config: KeyError"),
     "a NaN weight": (lambda t, p: ({**t, "z_null": t["z_null"] * torch.nan}, p), "z_null .* not finite"),
     "an integer weight": (lambda t, p: ({**t, "z_null": t["z_null"].long()}, p), r"\(torch.int64\)"),
@@ -118,10 +119,10 @@ def test_a_failed_export_write_leaves_the_old_one_and_a_mixed_pair_is_refused(
     shutil.copytree(export_dir, tmp_path / "a")
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
-    def crash_in_write(tensors, path):
+    def crash_in_write(path, tensors, metadata=None):
         raise KeyboardInterrupt("killed while writing the weights")
 
-    monkeypatch.setattr(fastdec.io, "save_file", crash_in_write)
+    monkeypatch.setattr(fastdec.io, "save_safetensors", crash_in_write)
     with pytest.raises(KeyboardInterrupt):
         save_export(tmp_path / "a", tensors, payload)
     monkeypatch.undo()

@@ -138,7 +138,7 @@ def killed_before_call(k: int, save) -> bool:
 
             for name in FS_CALLS:
                 setattr(os, name, hooked(getattr(os, name)))
-            fastdec.io.save_file = hooked(fastdec.io.save_file)
+            fastdec.io.save_safetensors = hooked(fastdec.io.save_safetensors)
             save()
         except BaseException:
             os._exit(1)

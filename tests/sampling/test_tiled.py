@@ -156,5 +156,6 @@ def test_reconstruct_cli_tiles_images_at_their_own_size(tmp_path, capsys):
     with Image.open(tmp_path / "out" / "wide.png") as out:
         assert out.size == (40, 24)
     Image.fromarray(rng.integers(0, 256, (12, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / "thin.png")
-    assert main([*args, "--output", str(tmp_path / "out2"), "--tile"]) == 2
-    assert "thin.png is 40x12, smaller than the 16 px tile" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "out2"), "--tile"]) == 0  # reported, the rest goes on
+    assert "thin.png: 40x12, smaller than the 16 px tile" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "out2").iterdir()] == ["wide.png"]

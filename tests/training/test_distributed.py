@@ -18,7 +18,7 @@ from fastdec.diffusion.pyramid import stage_specs
 from fastdec.losses.draws import SampleDraws
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.training.loop import StepSampler, batch_indices
-from fastdec.training.state import check_run_config, list_states, load_state
+from fastdec.training.state import check_run_config, list_states, load_state, save_state
 from fastdec.training.steps import TokenizerStep
 from fastdec.training.train import train_tokenizer
 from tests.conftest import images, tiny_tokenizer
@@ -162,6 +162,7 @@ def test_step_sampler_splits_the_global_batch():
 def test_execution_settings_may_change_on_resume(tmp_path):
     config = resolve("tiny")
     (tmp_path / "config.json").write_text(config.to_json())
+    save_state(tmp_path, 2, {})  # a run that saved a state: its config is checked (not a failed start)
     check_run_config(tmp_path, resolve("tiny", ["train.grad_accum=2", "train.workers=3"]).to_json())
     legacy = json.loads(config.to_json())
     del legacy["train"]["grad_accum"]  # a run from before the key existed

@@ -1,6 +1,6 @@
 """Benchmarks: compare decoders (``--model``), or the cost of coarse-to-fine decoding (``--cost``)."""
 
-from fastdec.cli.common import positive_int, positive_ints, torch_device, write_json
+from fastdec.cli.common import positive_int, positive_ints, seed, torch_device, write_json
 
 
 def add_parser(p):
@@ -20,7 +20,7 @@ def add_parser(p):
     )  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=64)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--no-rfid", action="store_true")
     p.add_argument("--plot", help="speed-quality plot (PNG)")
     p.add_argument("--grid", help="reconstruction grid (PNG)")

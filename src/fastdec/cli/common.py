@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """argparse type: a seed in [0, 2**63) (image i decodes with seed + i)."""
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {text:.40}")
+    return value
+
+
 def torch_device(text: str) -> str:
     """argparse type: a torch device string that exists on this machine."""
     import torch
@@ -62,28 +71,15 @@ def torch_device(text: str) -> str:
 
 
 def check_config(config) -> None:
-    """Fail before any work: build the tokenizer on the meta device (no memory, no time) so a model
-    section it refuses is reported now, and check the loop's counts."""
+    """Fail before any work: the resolved config was checked field by field (:func:`fastdec.config.
+    validate`); building the tokenizer on the meta device (no memory, no time) reports a model section
+    it refuses now."""
     import torch
 
     from fastdec.tokenizer import Tokenizer
 
     with torch.device("meta"):
         Tokenizer(config)
-    from fastdec.training.distributed import DEVICES
-
-    for name in ("steps", "batch_size", "log_every", "ckpt_every", "grad_accum"):
-        if getattr(config.train, name) < 1:
-            raise ValueError(f"train.{name} must be >= 1, got {getattr(config.train, name)}")
-    if config.train.workers < 0:
-        raise ValueError(f"train.workers must be >= 0, got {config.train.workers}")
-    if config.train.device not in DEVICES:
-        raise ValueError(f"train.device must be one of {DEVICES}, got {config.train.device!r}")
-    if config.train.batch_size % config.train.grad_accum:
-        raise ValueError(
-            f"train.batch_size {config.train.batch_size} must be a multiple of "
-            f"train.grad_accum {config.train.grad_accum} (and of the number of processes)"
-        )
 
 
 def add_decode_args(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +101,7 @@ def add_decode_settings(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=non_negative_float, default=None,
         help="scale of the sampler's noise: 1 = the trained distribution, 0 = deterministic",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="image i decodes with seed + i")
+    parser.add_argument("--seed", type=seed, default=0, help="image i decodes with seed + i")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", type=torch_device, default="cpu", help="cpu (default) or cuda")
 
@@ -117,6 +113,16 @@ def autocast_dtype(args):
 
 
 def decode_settings(args) -> dict:
+    """The decode keywords the options ask for, checked against the ranges of the config's ``sample``
+    fields (:func:`fastdec.config.check_value`) before any work."""
+    from fastdec.config import check_value
+
+    if args.steps is not None and args.total_steps is not None:
+        raise ValueError("--steps and --total-steps both set the steps: give one of them")
+    for option, key in [("steps", "steps"), ("total_steps", "steps"), ("guidance", "guidance"),
+                        ("temperature", "temperature")]:  # fmt: skip
+        if getattr(args, option) is not None:
+            check_value(f"sample.{key}", getattr(args, option), name=f"--{option.replace('_', '-')}")
     out = {}
     if args.steps is not None:
         out["steps"] = args.steps
@@ -131,6 +137,14 @@ def decode_settings(args) -> dict:
 
 def model_resolution(model) -> int:
     return int(model.resolution)
+
+
+def print_skipped(bad) -> None:
+    """List unusable inputs ``(path, reason)`` on stdout; what the terminal's encoding cannot show (a
+    file name that is not UTF-8) is printed as backslash escapes of its bytes."""
+    encoding = sys.stdout.encoding or "utf-8"
+    for path, reason in bad:
+        print(os.fsencode(f"  skipped {path}: {reason}").decode(encoding, "backslashreplace"))
 
 
 def write_json(path: str | Path, data) -> None:

@@ -18,6 +18,7 @@ def run(args):
     from fastdec.data import save_images
     from fastdec.latents import load_latents
 
+    settings = decode_settings(args)
     ae = FlowAutoencoder.from_pretrained(args.model, device=args.device)
     file = load_latents(args.input)
     mismatches = file.contract.mismatches(ae.config)
@@ -34,7 +35,7 @@ def run(args):
             batch_size=args.batch_size,
             seed=args.seed,
             progress=bar.update,
-            **decode_settings(args),
+            **settings,
         )
     paths = save_images(images, args.output, file.names)
     print(f"wrote {len(paths)} images to {args.output}")

@@ -1,6 +1,6 @@
 """Encode a folder of images to a latent file: raw latents or VQ token indices, as safetensors."""
 
-from fastdec.cli.common import positive_int, torch_device
+from fastdec.cli.common import positive_int, print_skipped, torch_device
 
 
 def add_parser(p):
@@ -32,6 +32,5 @@ def run(args):
     save_latents(args.output, ae.config, names=names, **{kind: codes})
     print(f"wrote {kind} {tuple(codes.shape)} of {len(names)} images to {args.output}; "
           f"{report['n_bad']} unreadable inputs")  # fmt: skip
-    for path, reason in report["bad"]:
-        print(f"  skipped {path}: {reason}")
+    print_skipped(report["bad"])
     return 0

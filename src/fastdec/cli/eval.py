@@ -26,13 +26,14 @@ def run(args):
     from fastdec.eval.evaluate import evaluate
     from fastdec.hub import load_model
 
+    settings = decode_settings(args)
     model = load_model(args.model, resolution=args.resolution, device=args.device)
     images, _, report = load_eval_images(args.data, model.resolution, args.limit)
     images = images.to(args.device)
     with tqdm(total=images.shape[0], desc="decode", unit="img") as bar:
         result, _ = evaluate(
             model, images, batch_size=args.batch_size, seed=args.seed, rfid=not args.no_rfid,
-            threads=args.threads, progress=bar.update, autocast=autocast_dtype(args), **decode_settings(args),
+            threads=args.threads, progress=bar.update, autocast=autocast_dtype(args), **settings,
         )  # fmt: skip
     result = {"model": args.model, **result, "data": report}
     print(json.dumps({k: v for k, v in result.items() if k != "data"}, indent=2))

@@ -1,6 +1,6 @@
 """Encode and decode a folder of images, writing the reconstructions as PNGs."""
 
-from fastdec.cli.common import add_decode_args, decode_settings, positive_int
+from fastdec.cli.common import add_decode_args, decode_settings, positive_int, print_skipped
 
 
 def add_parser(p):
@@ -26,53 +26,54 @@ def run(args):
     from tqdm import tqdm
 
     from fastdec.data import load_eval_images, save_images
+    from fastdec.data.folder import png_paths
     from fastdec.eval.evaluate import reconstruct
     from fastdec.hub import load_model
 
+    settings = decode_settings(args)
     model = load_model(args.model, resolution=args.resolution)
     images, names, report = load_eval_images(args.input, model.resolution, args.limit)
+    png_paths(args.output, names)  # two inputs that would overwrite one output: refused before the work
     with tqdm(total=images.shape[0], desc="reconstruct", unit="img") as bar:
         recon = reconstruct(
-            model,
-            images,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=bar.update,
-            **decode_settings(args),
+            model, images, batch_size=args.batch_size, seed=args.seed, progress=bar.update, **settings
         )
     paths = save_images(recon, args.output, names)
     print(f"wrote {len(paths)} images to {args.output}; {report['n_bad']} unreadable inputs")
-    for path, reason in report["bad"]:
-        print(f"  skipped {path}: {reason}")
+    print_skipped(report["bad"])
     return 0
 
 
 def run_tiled(args):
-    """``--tile``: each image at its own size, one at a time, image i with seed ``--seed + i``."""
+    """``--tile``: each image at its own size, one at a time, image i with seed ``--seed + i``; an
+    image smaller than a tile is reported and skipped."""
     import numpy as np
     from tqdm import tqdm
 
     from fastdec.data import save_images
-    from fastdec.data.folder import ImageFolder, from_uint8, load_rgb
+    from fastdec.data.folder import ImageFolder, from_uint8, load_rgb, png_paths
     from fastdec.hub import load_model
     from fastdec.sampling.tiled import tiled_reconstruct
 
+    settings = decode_settings(args)
     model = load_model(args.model, resolution=args.resolution)
     folder = ImageFolder(args.input, model.resolution)
     items = list(zip(folder.paths, folder.names, strict=True))[: args.limit]
+    png_paths(args.output, [name for _, name in items])
+    skipped, written = list(folder.bad_files), 0
     for i, (path, name) in enumerate(tqdm(items, desc="reconstruct", unit="img")):
         image = from_uint8(np.asarray(load_rgb(path, folder.max_pixels)))[None]  # (1, 3, H, W)
         if min(image.shape[2:]) < model.resolution:
-            raise ValueError(
-                f"{path} is {image.shape[3]}x{image.shape[2]}, smaller than the {model.resolution} px tile: "
-                "reconstruct it without --tile"
+            size = f"{image.shape[3]}x{image.shape[2]}"
+            skipped.append(
+                (path, f"{size}, smaller than the {model.resolution} px tile (reconstruct it without --tile)")
             )
+            continue
         recon = tiled_reconstruct(
-            model, image, overlap=args.overlap, batch_size=args.batch_size, seeds=[args.seed + i],
-            **decode_settings(args),
-        )  # fmt: skip
+            model, image, overlap=args.overlap, batch_size=args.batch_size, seeds=[args.seed + i], **settings
+        )
         save_images(recon.clamp(-1, 1), args.output, [name])
-    print(f"wrote {len(items)} images to {args.output}; {len(folder.bad_files)} unreadable inputs")
-    for path, reason in folder.bad_files:
-        print(f"  skipped {path}: {reason}")
+        written += 1
+    print(f"wrote {written} images to {args.output}; {len(skipped)} inputs skipped")
+    print_skipped(skipped)
     return 0

@@ -2,7 +2,7 @@
 
 import json
 
-from fastdec.cli.common import positive_int
+from fastdec.cli.common import positive_int, print_skipped
 
 
 def add_parser(p):
@@ -18,7 +18,6 @@ def run(args):
     report = write_shards(args.input, args.output, args.shard_size, prefix=args.prefix)
     summary = {k: v for k, v in report.items() if k not in ("shards", "bad")}
     print(json.dumps({**summary, "n_shards": len(report["shards"])}, indent=2))
-    for path, reason in report["bad"]:
-        print(f"  skipped {path}: {reason}")
+    print_skipped(report["bad"])
     print(f"wrote {len(report['shards'])} shard(s) to {args.output}")
     return 0

@@ -9,6 +9,8 @@ a file that fails when read is then reported (a warning naming it, ``bad_files``
 readable item stands in for it, so training goes on.
 """
 
+import os
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -19,8 +21,11 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from fastdec.io import atomic_write
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # decompression-bomb guard; below PIL's own 89 MP warning
+MAX_DEPTH = 64  # folder levels scanned below a data folder
 
 
 def from_uint8(array: np.ndarray) -> torch.Tensor:
@@ -86,7 +91,11 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def load_rgb(path, max_pixels: int) -> Image.Image:
     """Fully decode one file (a path or a binary file object) to RGB (first frame, EXIF orientation
-    applied); raises on failure."""
+    applied); raises on failure, and for a path that is not a regular file (a FIFO or a device is
+    never read)."""
+    if isinstance(path, str | Path):
+        with _open_regular(path) as file:
+            return load_rgb(file, max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
         with Image.open(path) as image:
@@ -99,6 +108,16 @@ def load_rgb(path, max_pixels: int) -> Image.Image:
             image.load()
             image = ImageOps.exif_transpose(image)
             return _rgb(image)
+
+
+def _open_regular(path):
+    """``path`` opened for binary reading if it is a regular file (checked on the open descriptor,
+    which ``O_NONBLOCK`` keeps from waiting on a FIFO)."""
+    file = open(path, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0)))
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
+        raise ValueError(f"{path} is not a regular file")
+    return file
 
 
 def centre_square(image: Image.Image, resolution: int) -> Image.Image:
@@ -116,13 +135,57 @@ def centre_square(image: Image.Image, resolution: int) -> Image.Image:
     return image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box)
 
 
-def list_images(root: Path) -> tuple[list[Path], dict[str, int]]:
-    """Files under ``root`` (recursive) with an extension in ``IMAGE_EXTENSIONS`` (any case), sorted by
-    relative POSIX path, and the count of every other extension found."""
-    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
-    candidates = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped = Counter(p.suffix.lower() or "<none>" for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
-    return candidates, dict(skipped)
+def list_images(root: Path) -> tuple[list[Path], dict[str, int], list[tuple[Path, str]]]:
+    """Walk ``root`` (no recursion, symbolic links to files followed, to folders not).
+
+    Returns the regular files with an extension in ``IMAGE_EXTENSIONS`` (any case), sorted by relative
+    POSIX path; the count of every other extension among regular files; and every entry that is
+    neither, with the reason: a folder named like an image (its contents are scanned), a FIFO, a
+    device, a socket, a dangling link, a link to a folder, a folder that cannot be listed. None of
+    them is opened.
+
+    Raises:
+        ValueError: a folder lies more than :data:`MAX_DEPTH` levels below ``root``.
+    """
+    files, skipped, bad = [], Counter(), []
+    todo = [(root, 0)]
+    while todo:
+        folder, depth = todo.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as error:
+            bad.append((folder, f"cannot list this folder: {error.strerror or error}"))
+            continue
+        for entry in entries:
+            path, ext = Path(entry.path), os.path.splitext(entry.name)[1].lower()
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= MAX_DEPTH:
+                    raise ValueError(f"{path} is more than {MAX_DEPTH} folders below {root}: too deep")
+                todo.append((path, depth + 1))
+                if ext in IMAGE_EXTENSIONS:
+                    bad.append((path, "a folder, not an image file (its contents are scanned)"))
+                continue
+            try:
+                mode = os.stat(path).st_mode  # follows a symbolic link
+            except OSError as error:
+                dangling = entry.is_symlink() and isinstance(error, FileNotFoundError)
+                reason = "a dangling symbolic link" if dangling else f"cannot stat: {error.strerror}"
+                bad.append((path, reason))
+                continue
+            if stat.S_ISREG(mode):
+                files.append(path) if ext in IMAGE_EXTENSIONS else skipped.update([ext or "<none>"])
+            else:
+                bad.append((path, f"not a regular file ({_kind(mode)}): not read"))
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    bad.sort(key=lambda item: item[0].as_posix())
+    return files, dict(skipped), bad
+
+
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a symbolic link to a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def read_or_next(n: int, index: int, read: Callable[[int], torch.Tensor], on_bad: Callable) -> torch.Tensor:
@@ -178,9 +241,9 @@ class ImageFolder(Dataset):
             raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
         self.root, self.resolution, self.max_pixels, self.verify = root, resolution, max_pixels, verify
 
-        candidates, self.skipped_extensions = list_images(root)
+        candidates, self.skipped_extensions, unusable = list_images(root)
         self.paths: list[Path] = [] if verify else candidates
-        self.bad_files: list[tuple[Path, str]] = []
+        self.bad_files: list[tuple[Path, str]] = list(unusable)
         self.n_upsampled = 0
         for path in candidates if verify else ():
             try:
@@ -251,6 +314,28 @@ class ImageFolder(Dataset):
         }
 
 
+def png_paths(folder: str | Path, names: list[str]) -> list[Path]:
+    """Where :func:`save_images` writes each name: an image extension is replaced by ``.png``, anything
+    else gets ``.png`` appended. Call it before the work whose results are saved: two names that map
+    to one file (``dup.png`` and ``dup.jpg``) are a ``ValueError`` naming both."""
+    root, paths = Path(folder), {}
+    for name in names:
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.name:
+            raise ValueError(f"image name must be a relative path inside {root}, got {name!r}")
+        if relative.suffix.lower() in IMAGE_EXTENSIONS:
+            relative = relative.with_suffix(".png")
+        else:
+            relative = relative.with_name(relative.name + ".png")
+        if root / relative in paths:
+            raise ValueError(
+                f"{paths[root / relative]!r} and {name!r} would both be written to {root / relative}: "
+                "rename one"
+            )
+        paths[root / relative] = name
+    return list(paths)
+
+
 def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> list[Path]:
     """Write images in [-1, 1] as 8-bit PNGs, creating folders as needed.
 
@@ -263,26 +348,13 @@ def save_images(images: torch.Tensor, folder: str | Path, names: list[str]) -> l
         names: B distinct relative file names.
 
     Returns:
-        The B written paths.
+        The B written paths (:func:`png_paths`), each written atomically.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"save_images expects shape (B, 3, H, W), got {tuple(images.shape)}")
     if len(names) != images.shape[0]:
         raise ValueError(f"save_images got {images.shape[0]} images but {len(names)} names")
-    root = Path(folder)
-    paths = []
-    for name in names:
-        relative = Path(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.name:
-            raise ValueError(f"image name must be a relative path inside {root}, got {name!r}")
-        if relative.suffix.lower() in IMAGE_EXTENSIONS:
-            relative = relative.with_suffix(".png")
-        else:
-            relative = relative.with_name(relative.name + ".png")
-        paths.append(root / relative)
-    if len(set(paths)) != len(paths):
-        raise ValueError(f"save_images got names that map to the same file: {names}")
+    paths = png_paths(folder, names)
     for path, pixels in zip(paths, to_uint8(images), strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
+        atomic_write(path, lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG"))
     return paths

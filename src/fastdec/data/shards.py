@@ -302,7 +302,7 @@ def write_shards(
         raise NotADirectoryError(f"image folder {str(root)!r} is not a directory")
     if output.is_dir() and any(output.glob(f"{prefix}-*.tar")):
         raise ValueError(f"{output} already holds {prefix}-*.tar shards; write to an empty folder")
-    candidates, _ = list_images(root)
+    candidates, _, unusable = list_images(root)
     relative = [p.relative_to(root).as_posix() for p in candidates]
     keys = [_member_key(r) for r in relative]
     if len(set(keys)) != len(keys):
@@ -313,7 +313,7 @@ def write_shards(
             seen[k] = r
     layered = bool(relative) and all(r.count("/") == 1 for r in relative)
     classes = sorted({r.split("/")[0] for r in relative}) if layered else []
-    entries, bad = [], []
+    entries, bad = [], [(str(p), reason) for p, reason in unusable]
     for path, rel, key in zip(candidates, relative, keys, strict=True):
         try:
             image = load_rgb(path, max_pixels)

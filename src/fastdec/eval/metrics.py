@@ -18,11 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save_file
 
 from fastdec.cache import cache_dir, content_key, write_lock
 from fastdec.eval.inception import FID_RESOLUTION, MODEL_INPUT_RANGE, InceptionFeatures, inception_path
-from fastdec.io import atomic_write
+from fastdec.io import atomic_write, save_safetensors
 
 PSNR_CAP_DB = 100.0
 # SSIM constants of Wang et al. (2004), as in skimage with gaussian_weights=True.
@@ -350,7 +349,7 @@ def _save_entry(path: Path, key: str, feats: torch.Tensor, feature_id: str) -> N
     }
     try:
         with write_lock(FID_CACHE_KIND):
-            atomic_write(path, lambda tmp: save_file({"features": feats}, tmp, metadata=meta))
+            atomic_write(path, lambda tmp: save_safetensors(tmp, {"features": feats}, meta))
     except OSError as e:  # a full or read-only disk costs the next run a recomputation, nothing more
         warnings.warn(f"could not write the FID cache entry {path}: {e}", stacklevel=3)
 

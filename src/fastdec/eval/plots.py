@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastdec.io import atomic_write
+
 
 def _pyplot():
     import matplotlib
@@ -13,6 +15,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    """Write the figure atomically (format from the suffix, PNG by default) and close it."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
+    finally:
+        _pyplot().close(fig)
 
 
 def speed_quality_plot(rows: list[dict], path: str | Path) -> None:
@@ -32,9 +43,7 @@ def speed_quality_plot(rows: list[dict], path: str | Path) -> None:
         ax.set_ylabel(title)
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def reconstruction_grid(
@@ -55,9 +64,7 @@ def reconstruction_grid(
             if i == 0:
                 ax.set_title(name, fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def learning_curve_plot(curves: dict[str, list[tuple[float, float]]], path: str | Path) -> None:
@@ -72,6 +79,4 @@ def learning_curve_plot(curves: dict[str, list[tuple[float, float]]], path: str 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)

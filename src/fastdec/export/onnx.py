@@ -13,7 +13,6 @@ The batch axis B is dynamic. The model config is stored in the file's metadata (
 """
 
 import importlib
-import json
 import math
 import tempfile
 import warnings
@@ -24,6 +23,7 @@ from torch import nn
 
 from fastdec.config import Config
 from fastdec.diffusion.pyramid import stage_specs
+from fastdec.io import atomic_write, parse_json
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 from fastdec.tokenizer import _ints
 
@@ -85,8 +85,12 @@ def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
     stage's network call and transition, docs/method.md §7): slow, and slower the larger the model. The
     example inputs sit on the tokenizer's device.
 
+    The file is written like every artefact (:func:`fastdec.io.atomic_write`): a kill or a full disk
+    leaves the previous file, never a torn one.
+
     Raises:
         ValueError: the model is not a one-step student (see :func:`check_student`).
+        OSError: the file cannot be written (e.g. no space left), naming it.
     """
     onnx = _require("onnx")
     _require("onnxscript")  # torch's exporter translates through it
@@ -108,8 +112,7 @@ def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
     proto = program.model_proto
     proto.metadata_props.append(onnx.StringStringEntryProto(key=CONFIG_KEY, value=tokenizer.config.to_json()))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp, format="protobuf"))
     return path
 
 
@@ -146,7 +149,7 @@ class OnnxDecoder:
         if CONFIG_KEY not in meta:
             raise ValueError(f"{path} has no {CONFIG_KEY!r} metadata: not written by fastdec export-onnx")
         self.path = path
-        self.config = Config.from_dict(json.loads(meta[CONFIG_KEY]))
+        self.config = Config.from_dict(parse_json(meta[CONFIG_KEY], f"{CONFIG_KEY} of {path}"))
         m = self.config.model
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         self.input_names = ["z", *(f"noise_{s.index}" for s in self.stages)]

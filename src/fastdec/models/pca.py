@@ -9,7 +9,6 @@ algorithm's version, K, R, n and a SHA-256 of the crops themselves, so new photo
 (seconds), the eigendecomposition only once.
 """
 
-import json
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from fastdec.checks import check_images
+from fastdec.io import read_json
 from fastdec.models.linear_skip import LinearSkip
 
 DEFAULT_FIT_IMAGES = 8192  # training crops a cached PCA is fitted on (read at call time)
@@ -126,11 +126,12 @@ class PCACodec(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device="cpu") -> "PCACodec":
         """Load an export of :meth:`save_pretrained`; errors name the export and the mismatch."""
-        from fastdec.io import CONFIG_NAME, load_export
+        from fastdec.io import CONFIG_NAME, check_payload, load_export
 
         directory = Path(directory)
         tensors, payload = load_export(directory)
         try:
+            check_payload(payload)
             config = dict(payload["config"])
             if config.get("codec") != "pca":
                 raise ValueError(f"codec is {config.get('codec')!r}, not 'pca'")
@@ -171,7 +172,7 @@ def is_pca_export(directory: str | Path) -> bool:
     """Whether ``directory`` holds a config.json of :meth:`PCACodec.save_pretrained` (False for a
     tokenizer export, a missing or unreadable file)."""
     try:
-        payload = json.loads((Path(directory) / "config.json").read_text())
+        payload = read_json(Path(directory) / "config.json")
         return payload["config"]["codec"] == "pca"
     except (OSError, ValueError, TypeError, KeyError):
         return False

@@ -6,9 +6,11 @@ resumed run draws exactly the numbers an uninterrupted one would, and N processe
 (each takes its slice of the global batch, optionally in ``grad_accum`` micro-batches; DDP averages the
 gradients) compute what one process computes. Rank 0 logs and writes training states atomically every
 ``ckpt_every`` steps; every rank resumes from the newest one when the same command runs again, with
-any number of processes. What a step computes is the ``step_fn`` passed in; a step function with
-``state_dict``/``load_state_dict`` (a discriminator and its optimiser) is saved and restored with the
-rest, and one with ``to(device)`` is moved to the training device.
+any number of processes. Rank 0 holds the run directory's lock (:func:`run_lock`) for the whole run,
+and a resumed run's ``log.jsonl`` keeps the records of the steps its state holds. What a step
+computes is the ``step_fn`` passed in; a step function with ``state_dict``/``load_state_dict`` (a
+discriminator and its optimiser) is saved and restored with the rest, and one with ``to(device)`` is
+moved to the training device.
 """
 
 import contextlib
@@ -25,12 +27,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from fastdec.io import atomic_write_text
+from fastdec.io import atomic_write_text, exclusive_lock, naming_write_errors
 from fastdec.losses.draws import SampleDraws
 from fastdec.training import distributed
 from fastdec.training.ema import EMA
 from fastdec.training.state import check_run_config, latest_state, load_state, save_state, state_path
 
+LOG_NAME = "log.jsonl"
+LOCK_NAME = ".lock"  # held by the running trainer, holding its pid (io.exclusive_lock)
 StepFn = Callable[[nn.Module, torch.Tensor, SampleDraws], tuple[torch.Tensor, dict]]
 
 
@@ -112,6 +116,31 @@ def stop_signals():
             signal.signal(sig, handler)
 
 
+def run_lock(run_dir: Path):
+    """The exclusive lock of a run directory: a second trainer is refused, naming the holder's pid."""
+    return exclusive_lock(run_dir / LOCK_NAME, wait=False, what=f"run directory {run_dir}")
+
+
+def open_log(path: Path, start: int):
+    """``log.jsonl`` opened for appending, keeping only the records of the steps up to ``start`` (those
+    the resumed state holds): the records of steps run after the last state, and a line torn by a
+    kill, are dropped, so a resumed run logs each step once."""
+    kept = []
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                step = record["step"]
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue
+            done = step + 1 if record.get("event") == "nonfinite_loss" else step  # logged by 0-based step
+            if isinstance(done, int) and done <= start:
+                kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
+    with naming_write_errors(path):
+        return open(path, "a")
+
+
 def _check_split(batch_size: int, world_size: int, grad_accum: int) -> None:
     if grad_accum < 1:
         raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
@@ -152,26 +181,45 @@ def _mean_over_ranks(terms: dict[str, torch.Tensor], ctx) -> dict[str, float]:
     return {k: v.item() for k, v in zip(names, means, strict=True)}
 
 
-def _resume(run_dir: Path, ctx, model, ema, opt, step_fn) -> int:
+def _resume(run_dir: Path, ctx, model, ema, opt, step_fn, steps: int) -> int:
     """Load the newest state rank 0 sees on every rank; returns its step (0 for a fresh run)."""
     state = latest_state(run_dir) if ctx.is_main else None
     step = ctx.broadcast_int(-1 if state is None else int(state["step"]))
     if step < 0:
         return 0
+    path = state_path(run_dir, step)
     if state is None:
-        path = state_path(run_dir, step)
         if not path.is_file():
             raise FileNotFoundError(
                 f"rank {ctx.rank} cannot see {path}: the run directory must be on a file system "
                 "that every node shares"
             )
         state = load_state(path)
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
-    if hasattr(step_fn, "load_state_dict"):
-        step_fn.load_state_dict(state["step_fn"])
+    if not 0 <= step <= steps:
+        raise ValueError(f"{path} holds step {step}, outside this run's 0..{steps} (train.steps)")
+    try:  # a readable state can still be wrong: missing entries, other shapes, foreign optimiser
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        _check_optimizer(opt)
+        if hasattr(step_fn, "load_state_dict"):
+            step_fn.load_state_dict(state["step_fn"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        reason = " ".join(str(err).split())  # torch's messages span lines
+        raise ValueError(f"{path} does not fit this run: {type(err).__name__}: {reason:.300}") from None
     return step
+
+
+def _check_optimizer(opt: torch.optim.Optimizer) -> None:
+    """Refuse optimiser moments whose shapes are not their parameters' (``load_state_dict`` does not)."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for name, value in opt.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
+                    raise ValueError(
+                        f"optimizer entry {name!r} has shape {tuple(value.shape)}, its parameter "
+                        f"{tuple(param.shape)}"
+                    )
 
 
 def train_loop(
@@ -216,104 +264,115 @@ def train_loop(
     _check_split(batch_size, ctx.world_size, grad_accum)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_config(run_dir, config_json)
-    if ctx.is_main:
-        atomic_write_text(run_dir / "config.json", config_json)
-    model.to(ctx.device)
-    if hasattr(step_fn, "to"):
-        step_fn.to(ctx.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, beta2), weight_decay=weight_decay)
-    ema = EMA(model, ema_decay)
-    start = _resume(run_dir, ctx, model, ema, opt, step_fn)
-    for module in compile_modules:
-        module.compile()
-    net = ctx.wrap(_StepModule(model, step_fn))
-
-    def save(step):
-        payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict()}
-        if hasattr(step_fn, "state_dict"):  # e.g. a discriminator and its optimiser
-            payload["step_fn"] = step_fn.state_dict()
+    with run_lock(run_dir) if ctx.is_main else contextlib.nullcontext():  # one trainer per run directory
+        check_run_config(run_dir, config_json)
         if ctx.is_main:
-            save_state(run_dir, step, {**payload, "seed": seed}, keep=keep_states)
-        ctx.barrier()  # no rank runs ahead of (or exits before) a state being written
+            atomic_write_text(run_dir / "config.json", config_json)
+        model.to(ctx.device)
+        if hasattr(step_fn, "to"):
+            step_fn.to(ctx.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, beta2), weight_decay=weight_decay)
+        ema = EMA(model, ema_decay)
+        start = _resume(run_dir, ctx, model, ema, opt, step_fn, steps)
+        for module in compile_modules:
+            module.compile()
+        net = ctx.wrap(_StepModule(model, step_fn))
 
-    log = open(run_dir / "log.jsonl", "a") if ctx.is_main else None
+        def save(step):
+            payload = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict()}
+            if hasattr(step_fn, "state_dict"):  # e.g. a discriminator and its optimiser
+                payload["step_fn"] = step_fn.state_dict()
+            if ctx.is_main:
+                save_state(run_dir, step, {**payload, "seed": seed}, keep=keep_states)
+            ctx.barrier()  # no rank runs ahead of (or exits before) a state being written
 
-    def write(record):
-        if log is not None:
-            log.write(json.dumps({**record, "time": time.time()}) + "\n")
-            log.flush()
+        log_path = run_dir / LOG_NAME
+        log = open_log(log_path, start) if ctx.is_main else None
 
-    sampler = StepSampler(start=start, steps=steps, batch_size=batch_size, n=len(dataset), seed=seed,
-                          rank=ctx.rank, world_size=ctx.world_size, grad_accum=grad_accum)  # fmt: skip
-    batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                              pin_memory=ctx.device.type == "cuda"))  # fmt: skip
-    bar = tqdm(total=steps, initial=start, disable=not (progress and ctx.is_main), desc="train", unit="step")
-    nonfinite, t_last, seen, stopped, saved = 0, time.perf_counter(), 0, False, start
-    model.train()
-    with stop_signals() as stop:
-        for step in range(start, steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(
-                    step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
-                )
-            opt.zero_grad(set_to_none=True)
-            loss, terms = _accumulate_gradients(net, batches, sampler, ctx, seed=seed, step=step, bf16=bf16)
-            shared = ctx.all_reduce(torch.stack([loss, torch.tensor(float(bool(stop)), device=ctx.device)]))
-            loss, stopped = shared[0] / ctx.world_size, bool(shared[1] > 0)  # every rank stops together
-            signame = stop[0] if stop else "(received by another rank)"
-            done = step + 1
-            if not torch.isfinite(loss):  # skip the update (every rank agrees); stop after repeated failures
-                nonfinite += 1
-                write({"step": step, "event": "nonfinite_loss"})
-                if nonfinite >= max_nonfinite:
-                    raise RuntimeError(
-                        f"loss was not finite {nonfinite} times (last at step {step}); "
-                        f"the last good state is in {run_dir}"
+        def write(record):
+            if log is not None:
+                with naming_write_errors(log_path):
+                    log.write(json.dumps({**record, "time": time.time()}) + "\n")
+                    log.flush()
+
+        sampler = StepSampler(start=start, steps=steps, batch_size=batch_size, n=len(dataset), seed=seed,
+                              rank=ctx.rank, world_size=ctx.world_size, grad_accum=grad_accum)  # fmt: skip
+        batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                  pin_memory=ctx.device.type == "cuda"))  # fmt: skip
+        bar = tqdm(
+            total=steps, initial=start, disable=not (progress and ctx.is_main), desc="train", unit="step"
+        )
+        nonfinite, t_last, seen, stopped, saved = 0, time.perf_counter(), 0, False, start
+        model.train()
+        with stop_signals() as stop:
+            for step in range(start, steps):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(
+                        step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
                     )
-            else:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                opt.step()
-                ema.update(model)
-                seen += batch_size
-                bar.update(1)
-                if done % log_every == 0 or done == steps:
-                    now = time.perf_counter()
-                    record = {
-                        "step": done,
-                        "loss": loss.item(),
-                        **_mean_over_ranks(terms, ctx),
-                        "grad_norm": grad_norm.item(),
-                        "lr": opt.param_groups[0]["lr"],
-                        "img_per_s": seen / (now - t_last),
-                    }
-                    t_last, seen = now, 0
-                    write(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
-                if (
-                    ctx.is_main
-                    and eval_fn is not None
-                    and eval_every
-                    and (done % eval_every == 0 or done == steps)
-                ):
-                    write({"step": done, "eval": eval_fn(ema.model)})
-                    t_last = time.perf_counter()
-                if done % ckpt_every == 0 or done == steps:
-                    save(done)
-                    saved = done
-            if stopped:
-                write({"step": done, "event": f"signal {signame}"})
-                if saved != done:
-                    save(done)
-                break
-    bar.close()
-    if log is not None:
-        log.close()
-    if stopped:
+                opt.zero_grad(set_to_none=True)
+                loss, terms = _accumulate_gradients(
+                    net, batches, sampler, ctx, seed=seed, step=step, bf16=bf16
+                )
+                shared = ctx.all_reduce(
+                    torch.stack([loss, torch.tensor(float(bool(stop)), device=ctx.device)])
+                )
+                loss, stopped = shared[0] / ctx.world_size, bool(shared[1] > 0)  # every rank stops together
+                signame = stop[0] if stop else "(received by another rank)"
+                done = step + 1
+                if not torch.isfinite(
+                    loss
+                ):  # skip the update (every rank agrees); stop after repeated failures
+                    nonfinite += 1
+                    write({"step": step, "event": "nonfinite_loss"})
+                    if nonfinite >= max_nonfinite:
+                        raise RuntimeError(
+                            f"loss was not finite {nonfinite} times (last at step {step}); "
+                            f"the last good state is in {run_dir}"
+                        )
+                else:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                    opt.step()
+                    ema.update(model)
+                    seen += batch_size
+                    bar.update(1)
+                    if done % log_every == 0 or done == steps:
+                        now = time.perf_counter()
+                        record = {
+                            "step": done,
+                            "loss": loss.item(),
+                            **_mean_over_ranks(terms, ctx),
+                            "grad_norm": grad_norm.item(),
+                            "lr": opt.param_groups[0]["lr"],
+                            "img_per_s": seen / (now - t_last),
+                        }
+                        t_last, seen = now, 0
+                        write(record)
+                        bar.set_postfix(loss=f"{record['loss']:.4f}", ips=f"{record['img_per_s']:.0f}")
+                    if (
+                        ctx.is_main
+                        and eval_fn is not None
+                        and eval_every
+                        and (done % eval_every == 0 or done == steps)
+                    ):
+                        write({"step": done, "eval": eval_fn(ema.model)})
+                        t_last = time.perf_counter()
+                    if done % ckpt_every == 0 or done == steps:
+                        save(done)
+                        saved = done
+                if stopped:
+                    write({"step": done, "event": f"signal {signame}"})
+                    if saved != done:
+                        save(done)
+                    break
+        bar.close()
+        if log is not None:
+            log.close()
+        if stopped:
+            distributed.teardown(ctx)
+            raise SystemExit(f"stopped by signal {signame}; the training state is saved in {run_dir}")
+        if export_fn is not None and ctx.is_main:
+            export_fn(ema.model, steps)
         distributed.teardown(ctx)
-        raise SystemExit(f"stopped by signal {signame}; the training state is saved in {run_dir}")
-    if export_fn is not None and ctx.is_main:
-        export_fn(ema.model, steps)
-    distributed.teardown(ctx)
-    return ema
+        return ema

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fastdec.io import atomic_write, remove_stale_temps
+from fastdec.io import atomic_write, parse_json, read_json, remove_stale_temps
 
 STATE_FORMAT = 1
 # How a run executes, not what it computes: these train settings may change when a run resumes
@@ -50,10 +50,39 @@ def save_state(run_dir: str | Path, step: int, state: dict, keep: int = 2) -> Pa
     config_path = Path(run_dir) / "config.json"
     if config_path.is_file():  # binds the state to its run: :func:`latest_state` refuses it elsewhere
         state = {**state, "run_config": config_path.read_text()}
-    atomic_write(path, lambda tmp: torch.save({"format": STATE_FORMAT, "step": step, **state}, tmp))
+    atomic_write(path, lambda tmp: _torch_save({"format": STATE_FORMAT, "step": step, **state}, tmp))
     for old in list_states(run_dir)[:-keep]:
         old.unlink()
     return path
+
+
+class _Writer:
+    """The file ``torch.save`` writes to, keeping the ``OSError`` of a failed write: torch reports it
+    as a ``RuntimeError`` without the reason (no space left, a file-size limit)."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(obj, path: str) -> None:
+    with open(path, "wb") as f:
+        writer = _Writer(f)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
 
 
 def _read(path: Path):
@@ -65,9 +94,23 @@ def _read(path: Path):
 
 
 def load_state(path: str | Path) -> dict:
-    """Load a state file (tensors only, no code); a corrupt or foreign file gets an error naming it."""
+    """Load a state file (tensors only, no code); a corrupt or foreign file, or one whose step counter
+    is not the step in its name, gets an error naming it."""
+    path = Path(path)
+    return _check_name(path, _load(path))
+
+
+def _check_name(path: Path, state: dict) -> dict:
+    named = _PATTERN.match(path.name)
+    if named and state["step"] != int(named.group(1)):
+        step = f"{state['step']!r:.40}"
+        raise ValueError(f"{path} holds step {step}, not the step {int(named.group(1))} of its name")
+    return state
+
+
+def _load(path: Path) -> dict:
     try:
-        state = _read(Path(path))
+        state = _read(path)
     except Exception as err:  # zipfile and torch raise many types for a torn or foreign file
         raise ValueError(f"cannot read training state {path}: {type(err).__name__}: {err}") from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
@@ -86,13 +129,14 @@ def latest_state(run_dir: str | Path) -> dict | None:
     states = list_states(run_dir)
     if not states:
         return None
-    state = load_state(states[-1])
+    state = _load(states[-1])
     config_path = Path(run_dir) / "config.json"
     recorded = state.get("run_config")  # absent in states written before states recorded it
     if isinstance(recorded, str) and config_path.is_file():
         try:
-            theirs, ours = json.loads(recorded), json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            theirs = parse_json(recorded, f"the config recorded in {states[-1]}")
+            ours = read_json(config_path)
+        except ValueError as err:
             raise ValueError(f"cannot compare {states[-1]} with {config_path}: {err}") from None
         diff = _differences(_comparable(theirs), _comparable(ours))
         if diff:
@@ -100,24 +144,25 @@ def latest_state(run_dir: str | Path) -> dict | None:
                 f"{states[-1]} was written by a run with another config than {config_path} "
                 f"(differences: {diff}); it belongs to another run"
             )
-    return state
+    return _check_name(states[-1], state)
 
 
 def check_run_config(run_dir: str | Path, config_json: str) -> None:
     """Refuse to resume a run directory that was started with a different config (or whose config is
-    gone or unreadable while states remain)."""
+    gone or unreadable while states remain). A run that saved no state yet (a start that failed) has
+    nothing to resume: its config may change."""
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        if list_states(run_dir):
-            raise ValueError(
-                f"{run_dir} holds training states but no config.json to check them against; "
-                "restore it or start a new run directory"
-            )
+    if not list_states(run_dir):
         return
+    if not path.is_file():
+        raise ValueError(
+            f"{run_dir} holds training states but no config.json to check them against; "
+            "restore it or start a new run directory"
+        )
     try:
-        old = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read the run config {path}: {err}") from None
+        old = read_json(path)
+    except ValueError as err:
+        raise ValueError(f"cannot read the run config: {err}") from None
     diff = _differences(_comparable(old), _comparable(json.loads(config_json)))
     if diff:
         raise ValueError(f"{run_dir} holds a run with another config; differences: {diff}")
