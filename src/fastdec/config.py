@@ -117,7 +117,7 @@ class DistillConfig:
     adversarial_weight: float = 0.0  # 0 = no discriminator is built
     disc_lr: float = 1e-4
     min_start: float = 0.25  # smallest teacher start time u on the stage path ("stage_path")
-    path_noise: str = "student"  # "student" (the student's own stage noise) | "fresh" ("stage_path")
+    path_noise: Literal["student", "fresh"] = "student"  # the stage-path noise: the student's own | new
     train_encoder: bool = False  # the encoder stays frozen unless set
 
 

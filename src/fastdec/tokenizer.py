@@ -323,7 +323,7 @@ class Tokenizer(nn.Module):
         if "prior_export" in payload:
             tensors = {**tensors, **shared_prior_weights(directory, payload["prior_export"], set(tensors))}
         try:  # the config is untrusted input: any failure to build a model from it is the file's fault
-            check_payload(payload)
+            check_payload(payload, keys=("config", "meta", "prior_export"))
             config = Config.from_dict(payload["config"])
             with torch.device("meta"):  # shapes only: a config cannot allocate more than its weights hold
                 expected = {k: v.shape for k, v in cls(config).state_dict().items()}
