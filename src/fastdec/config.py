@@ -65,6 +65,9 @@ class TrainConfig:
     augment: str = "flip"  # embedded photos: "flip" | "dihedral" | "dihedral-rgb" (data/photos.py)
     crop_min_frac: float = 0.5  # embedded photos: smallest crop side / the photo's short side
     steps: int = 3000
+    # wall-clock cap of one run of the training loop: after the step that crosses it, save the state,
+    # export and stop (re-running the command trains on); 0 = none
+    max_minutes: float = 0.0
     batch_size: int = 64
     lr: float = 3e-4
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
