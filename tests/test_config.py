@@ -25,3 +25,17 @@ def test_unknown_preset_and_keys():
         resolve("nope")
     with pytest.raises(ValueError, match="unknown model config keys"):
         Config.from_dict({"model": {"wat": 1}})
+
+
+@pytest.mark.parametrize("side", [32, 64, 128])
+def test_photos_presets_keep_the_latent_rate_and_build(side):
+    import torch
+
+    from fastdec.tokenizer import Tokenizer
+
+    for name in (f"photos{side}-onepass", f"photos{side}"):
+        m = PRESETS[name].model
+        assert m.resolution == side and 24 * m.num_latents * m.latent_dim == 3 * side * side, name
+        for stages in (1, 3) if name == f"photos{side}" else (1,):
+            with torch.device("meta"):  # shapes only: no memory, no time
+                Tokenizer(resolve(name, [f"model.num_stages={stages}"]))

@@ -68,3 +68,18 @@ def test_schedule_and_batches():
     seen = [i for step in range(5) for i in batch_indices(step, 4, 20, seed=0)]
     assert sorted(seen) == list(range(20))
     assert batch_indices(3, 4, 20, 0) == batch_indices(3, 4, 20, 0)
+
+
+def test_max_minutes_stops_at_a_step_saves_exports_and_the_run_trains_on(tmp_path):
+    config = resolve("tiny", ["train.steps=4", "train.ckpt_every=100", "train.max_minutes=1e-9"])
+    export = train_tokenizer(config, tmp_path, progress=False)  # the cap is crossed by the first step
+    assert [p.name for p in list_states(tmp_path)] == ["state-00000001.pt"]
+    assert json.loads((export / "config.json").read_text())["meta"]["steps"] == 1
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "max_minutes 1e-09" and "loss" in events[-2]
+    uncapped = resolve("tiny", ["train.steps=4", "train.ckpt_every=100"])  # max_minutes may change
+    train_tokenizer(uncapped, tmp_path, progress=False)
+    assert json.loads((export / "config.json").read_text())["meta"]["steps"] == 4
+    assert _weights(tmp_path)["ema"]["updates"] == 4
+    with pytest.raises(ValueError, match="max_minutes must be >= 0"):
+        train_tokenizer(resolve("tiny", ["train.max_minutes=-1"]), tmp_path / "bad", progress=False)

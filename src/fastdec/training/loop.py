@@ -251,6 +251,7 @@ def train_loop(
     eval_every: int = 0,
     export_fn: Callable[[nn.Module, int], None] | None = None,
     max_nonfinite: int = 10,
+    max_minutes: float = 0.0,
     progress: bool = True,
 ) -> EMA:
     """Train ``model`` for ``steps`` optimiser steps (resuming from ``run_dir`` if it holds a state).
@@ -258,8 +259,12 @@ def train_loop(
     ``batch_size`` is the global batch of a step, over all processes and micro-batches. Only
     parameters with ``requires_grad`` are optimised. ``compile_modules`` (submodules of ``model``) are
     compiled in place with ``torch.compile`` once the EMA copy exists. ``workers``: DataLoader worker
-    processes per rank. ``export_fn(ema_model, step)`` runs on rank 0 at the end. Returns the EMA.
+    processes per rank. ``export_fn(ema_model, step)`` runs on rank 0 at the end, also when the loop
+    stops early at ``max_minutes`` (> 0) of wall clock: after the step that crosses it, with a state
+    saved, so the same command trains on. Returns the EMA.
     """
+    if not max_minutes >= 0:
+        raise ValueError(f"train.max_minutes must be >= 0 (0 = no limit), got {max_minutes}")
     ctx = distributed.setup(device)
     _check_split(batch_size, ctx.world_size, grad_accum)
     run_dir = Path(run_dir)
@@ -303,7 +308,8 @@ def train_loop(
         bar = tqdm(
             total=steps, initial=start, disable=not (progress and ctx.is_main), desc="train", unit="step"
         )
-        nonfinite, t_last, seen, stopped, saved = 0, time.perf_counter(), 0, False, start
+        nonfinite, t_last, seen, stopped, saved, done = 0, time.perf_counter(), 0, False, start, start
+        deadline = t_last + 60 * max_minutes if max_minutes else math.inf
         model.train()
         with stop_signals() as stop:
             for step in range(start, steps):
@@ -315,15 +321,15 @@ def train_loop(
                 loss, terms = _accumulate_gradients(
                     net, batches, sampler, ctx, seed=seed, step=step, bf16=bf16
                 )
-                shared = ctx.all_reduce(
-                    torch.stack([loss, torch.tensor(float(bool(stop)), device=ctx.device)])
-                )
-                loss, stopped = shared[0] / ctx.world_size, bool(shared[1] > 0)  # every rank stops together
+                flags = [float(bool(stop)), float(time.perf_counter() >= deadline)]
+                shared = ctx.all_reduce(torch.cat([loss[None], torch.tensor(flags, device=ctx.device)]))
+                loss = shared[0] / ctx.world_size
+                stopped, out_of_time = bool(shared[1] > 0), bool(shared[2] > 0)  # every rank stops together
                 signame = stop[0] if stop else "(received by another rank)"
                 done = step + 1
                 if not torch.isfinite(
                     loss
-                ):  # skip the update (every rank agrees); stop after repeated failures
+                ):  # skip the update (all ranks agree); stop after repeated failures
                     nonfinite += 1
                     write({"step": step, "event": "nonfinite_loss"})
                     if nonfinite >= max_nonfinite:
@@ -337,7 +343,7 @@ def train_loop(
                     ema.update(model)
                     seen += batch_size
                     bar.update(1)
-                    if done % log_every == 0 or done == steps:
+                    if done % log_every == 0 or done == steps or out_of_time:
                         now = time.perf_counter()
                         record = {
                             "step": done,
@@ -354,15 +360,16 @@ def train_loop(
                         ctx.is_main
                         and eval_fn is not None
                         and eval_every
-                        and (done % eval_every == 0 or done == steps)
+                        and (done % eval_every == 0 or done == steps or out_of_time)
                     ):
                         write({"step": done, "eval": eval_fn(ema.model)})
                         t_last = time.perf_counter()
                     if done % ckpt_every == 0 or done == steps:
                         save(done)
                         saved = done
-                if stopped:
-                    write({"step": done, "event": f"signal {signame}"})
+                if stopped or out_of_time:
+                    event = f"signal {signame}" if stopped else f"max_minutes {max_minutes}"
+                    write({"step": done, "event": event})
                     if saved != done:
                         save(done)
                     break
@@ -373,6 +380,6 @@ def train_loop(
             distributed.teardown(ctx)
             raise SystemExit(f"stopped by signal {signame}; the training state is saved in {run_dir}")
         if export_fn is not None and ctx.is_main:
-            export_fn(ema.model, steps)
+            export_fn(ema.model, done)
         distributed.teardown(ctx)
         return ema

@@ -18,7 +18,7 @@ from fastdec.io import atomic_write, parse_json, read_json, remove_stale_temps
 STATE_FORMAT = 1
 # How a run executes, not what it computes: these train settings may change when a run resumes
 # (e.g. on another number of processes or another machine).
-EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers")
+EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers", "max_minutes")
 _NAME = r"state-(\d{8})\.pt"
 _PATTERN = re.compile(rf"^{_NAME}$")
 

@@ -27,7 +27,7 @@ VQ_INIT_IMAGES = 256  # training crops whose encoder outputs seed the VQ codeboo
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
-    "max_nonfinite", "grad_accum", "workers", "device",
+    "max_nonfinite", "grad_accum", "workers", "device", "max_minutes",
 )  # fmt: skip
 
 
