@@ -265,7 +265,7 @@ _LIMITS = {
     "sample.temperature": _Range(0, 100),
     **dict.fromkeys(
         """train.weight_decay train.perceptual_weight distill.regression_weight distill.perceptual_weight
-        distill.adversarial_weight model.vq_beta""".split(),
+        distill.adversarial_weight model.vq_beta train.max_minutes""".split(),
         _AT_LEAST_0,
     ),
     **dict.fromkeys(["train.lr", "train.grad_clip", "distill.disc_lr", "model.latent_scaling"], _POSITIVE),
