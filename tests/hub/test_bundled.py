@@ -68,10 +68,12 @@ def test_pack_ships_chosen_decode_defaults(tmp_path):
         pack(tmp_path / "src", tmp_path / "bad", sample=("model.dec_width=8",))
 
 
-def test_demo_writes_table_and_figures(tmp_path, capsys):
+def test_demo_writes_table_and_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fastdec.models.pca.DEFAULT_FIT_IMAGES", 512)  # the PCA row, fitted fast
     assert main(["demo", "--output", str(tmp_path), "--limit", "4", "--threads", "1"]) == 0
     for name in ("results.md", "results.json", "speed_quality.png", "reconstructions.png"):
         assert (tmp_path / name).stat().st_size > 0
     table = (tmp_path / "results.md").read_text()
-    assert table.count("\n|") >= 6  # header rule + one row per decoder
+    assert table.count("\n|") >= 7  # header rule + one row per decoder
+    assert "PCA 128" in table and "thumbnail" in table
     assert "reconstructions.png" in capsys.readouterr().out

@@ -2,8 +2,9 @@
 
 Runs ``fastdec bench`` on fixed crops of the photo corpus's test split (photos never used in
 training nor for model selection) with the single-scale teacher at 50 Euler steps, the multi-scale
-teacher at 4 steps per stage, its one-step student, the deterministic one-pass decoder and the
-thumbnail codec, then prints where the table and figures are.
+teacher at 4 steps per stage, its one-step student, the deterministic one-pass decoder and the two
+reference codecs with as many numbers as the latent (PCA, thumbnail), then prints where the table and
+figures are.
 """
 
 import argparse
@@ -17,6 +18,7 @@ DEMO_SETTINGS = (  # speed-ups are against the first; the guided teacher is in b
     "photos32-ms3:steps=4/4/4,label=ms3 4/4/4",
     "photos32-ms3-1step:label=ms3 one-step student",
     "photos32-onepass:label=one-pass (deterministic)",
+    "pca-128:label=PCA 128 (linear codec)",
     "thumbnail-6:label=thumbnail 6x6 (trivial codec)",
 )
 
