@@ -77,3 +77,16 @@ def test_demo_writes_table_and_figures(tmp_path, capsys, monkeypatch):
     assert table.count("\n|") >= 7  # header rule + one row per decoder
     assert "PCA 128" in table and "thumbnail" in table
     assert "reconstructions.png" in capsys.readouterr().out
+
+
+def test_bundled_models_decode_as_recorded():
+    """The bundled models' decodes of 4 test crops (default settings, seeds 0..3) match the ones
+    recorded when they were packed (tests/hub/make_reference.py): a refactor must not change them."""
+    from safetensors.torch import load_file
+
+    from tests.hub.make_reference import REFERENCE, decodes
+
+    recorded, now = load_file(REFERENCE), decodes()
+    assert set(recorded) == set(now)
+    for name, x in recorded.items():
+        torch.testing.assert_close(now[name], x, atol=1e-5, rtol=0, msg=f"{name} decodes differently")
