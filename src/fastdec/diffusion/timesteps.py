@@ -12,11 +12,14 @@ def sample_times(kind: str, n: int, generator: torch.Generator | None = None) ->
     raise ValueError(f"unknown t_sampling {kind!r}; expected 'logit_normal' or 'uniform'")
 
 
-def euler_grid(steps: int) -> torch.Tensor:
-    """Uniform time grid from 1 (noise) to 0 (data): ``steps + 1`` points."""
+def euler_grid(steps: int, start: float = 1.0) -> torch.Tensor:
+    """Uniform time grid from ``start`` (1: noise) to 0 (data): ``steps + 1`` points. A start below 1
+    continues a path from its middle (the distillation teacher on a stage path)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return torch.linspace(1.0, 0.0, steps + 1)
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"start must be in (0, 1], got {start}")
+    return torch.linspace(start, 0.0, steps + 1)
 
 
 def steps_per_stage(steps, num_stages: int) -> tuple[int, ...]:

@@ -102,8 +102,7 @@ class DistillationLoss:
         def solve_from(u):
             def solve(stage, x):
                 start = u if stage is stages[k] else 1.0
-                n = max(1, round(self.teacher_steps * start))
-                times = torch.linspace(start, 0.0, n + 1).to(x)
+                times = euler_grid(max(1, round(self.teacher_steps * start)), start).to(x)
                 return euler_solve(teacher.velocity_fn(z, stage, self.teacher_guidance), x, times)
 
             return solve
