@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample, stage_specs
+from fastdec.diffusion.pyramid import downsample, stage_projection, stage_specs
 from fastdec.losses.flow_matching import FlowMatchingLoss
-from fastdec.models.denoiser import stage_projection
 
 
 class OracleDecoder:

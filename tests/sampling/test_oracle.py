@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastdec.diffusion.pyramid import downsample
-from fastdec.models.denoiser import stage_projection
+from fastdec.diffusion.pyramid import downsample, stage_projection
 from tests.conftest import images, tiny_tokenizer
 
 

@@ -5,9 +5,8 @@ import torch
 
 from fastdec.config import resolve
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample, global_time
+from fastdec.diffusion.pyramid import downsample, global_time, stage_projection
 from fastdec.losses.distillation import DistillationLoss
-from fastdec.models.denoiser import stage_projection
 from fastdec.models.discriminator import Discriminator
 from fastdec.training.distill import build_student
 from fastdec.training.steps import DistillStep

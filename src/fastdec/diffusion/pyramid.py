@@ -269,6 +269,13 @@ def renoise(
     return stage.renoise_alpha * up + stage.renoise_beta * block_noise(noise, gamma, published_sign)
 
 
+def stage_projection(stage: Stage):
+    """``P``: x_end -> x_start (down then nearest up by 2) for a stage after the first, else None."""
+    if stage.index == 0:
+        return None
+    return lambda x: upsample(downsample(x, 2), 2)
+
+
 def stage_targets(x: Tensor, stage: Stage, num_stages: int) -> tuple[Tensor, Tensor]:
     """Clean end and start images of a stage (docs/method.md §3.4).
 
@@ -287,9 +294,8 @@ def stage_targets(x: Tensor, stage: Stage, num_stages: int) -> tuple[Tensor, Ten
     if not 0 <= stage.index < num_stages:
         raise ValueError(f"stage index must be in [0, {num_stages}), got {stage.index}")
     x_end = downsample(x, 2 ** (num_stages - 1 - stage.index))  # (B, C, h, w)
-    if stage.index == 0:
-        return x_end, x_end
-    return x_end, upsample(downsample(x_end, 2))
+    project = stage_projection(stage)
+    return x_end, x_end if project is None else project(x_end)
 
 
 def _per_sample(t_loc: Tensor, x: Tensor) -> Tensor:

@@ -22,11 +22,10 @@ drawn per sample (:mod:`fastdec.losses.draws`), so a batch split over processes 
 import torch
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample
+from fastdec.diffusion.pyramid import downsample, stage_projection
 from fastdec.diffusion.timesteps import euler_grid
 from fastdec.losses.adversarial import adaptive_weight, generator_hinge
 from fastdec.losses.draws import as_draws
-from fastdec.models.denoiser import stage_projection
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample
 

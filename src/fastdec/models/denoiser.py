@@ -9,14 +9,7 @@ import torch
 from torch import nn
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import Stage, downsample, global_time, path_coefficients, upsample
-
-
-def stage_projection(stage: Stage):
-    """``P``: x_end -> x_start (down then nearest up by 2) for a stage after the first, else None."""
-    if stage.index == 0:
-        return None
-    return lambda x: upsample(downsample(x, 2), 2)
+from fastdec.diffusion.pyramid import Stage, downsample, global_time, path_coefficients, stage_projection
 
 
 class VelocityModel(nn.Module):
