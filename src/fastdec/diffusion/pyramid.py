@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fastdec.diffusion import path
+
 __all__ = [
     "Stage",
     "assign_stages",
@@ -365,10 +367,7 @@ def path_coefficients(stage: Stage, t_loc: Tensor) -> tuple[Tensor, Tensor, Tens
     Returns:
         ``(a, c, d)``, each shaped like ``t_loc``.
     """
-    a = (1 - t_loc) * (1.0 - stage.end)
-    c = t_loc * (1.0 - stage.start)
-    d = (1 - t_loc) * stage.end + t_loc * stage.start
-    return a, c, d
+    return path.coefficients(t_loc, stage.start, stage.end)
 
 
 def assign_stages(batch_size: int, num_stages: int) -> Tensor:
