@@ -319,6 +319,30 @@ def validate(config: Config) -> None:
             f"train.batch_size {t.batch_size} must be a multiple of train.grad_accum {t.grad_accum} "
             "(and of the number of processes)"
         )
+    _check_model(m)
+
+
+def _check_model(m: ModelConfig) -> None:
+    """The model fields that must agree (a tokenizer is built only from a config that passes)."""
+    if m.latent_kind == "grid" and m.num_latents != (m.resolution // m.enc_patch) ** 2:
+        raise ValueError(
+            f"grid latents need num_latents = (resolution / enc_patch)^2 = "
+            f"{(m.resolution // m.enc_patch) ** 2}, got {m.num_latents}"
+        )
+    if m.decoder == "onepass" and (m.num_stages != 1 or m.cfg_dropout != 0):
+        raise ValueError("a one-pass decoder has one stage and no guidance (num_stages=1, cfg_dropout=0)")
+    if m.bottleneck == "vq" and m.latent_skip:  # the PCA skip needs the latent norms VQ discards
+        raise ValueError(
+            "bottleneck='vq' cannot be combined with latent_skip=True: the fixed PCA decoder reads "
+            "whitened PCA coefficients, and unit-norm codes discard their scale (set latent_skip=false)"
+        )
+    if m.prior_cond and not m.latent_skip:
+        raise ValueError("prior_cond=True needs latent_skip=True: the prior is the skip's decode of z")
+    if m.prior == "onepass" and (not m.latent_skip or m.decoder != "flow"):
+        raise ValueError(
+            "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
+            "a one-pass decode, which itself refines the PCA decode"
+        )
 
 
 PRESETS: dict[str, Config] = {

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fastdec.checks import check_images
-from fastdec.config import Config, check_value
+from fastdec.config import Config, check_value, validate
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
 from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
@@ -51,31 +51,9 @@ class Tokenizer(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.config = config
+        validate(config)  # every field and the fields that must agree
         m = config.model
-        if m.latent_kind == "grid" and m.num_latents != (m.resolution // m.enc_patch) ** 2:
-            raise ValueError(
-                f"grid latents need num_latents = (resolution / enc_patch)^2 = "
-                f"{(m.resolution // m.enc_patch) ** 2}, got {m.num_latents}"
-            )
-        if m.decoder not in ("flow", "onepass"):
-            raise ValueError(f"unknown decoder {m.decoder!r}; expected 'flow' or 'onepass'")
-        if m.decoder == "onepass" and (m.num_stages != 1 or m.cfg_dropout != 0):
-            raise ValueError("a one-pass decoder has one stage and no guidance (num_stages=1, cfg_dropout=0)")
-        if m.bottleneck not in ("continuous", "vq"):
-            raise ValueError(f"unknown bottleneck {m.bottleneck!r}; expected 'continuous' or 'vq'")
         vq = m.bottleneck == "vq"
-        if vq and m.latent_skip:  # the PCA skip needs the latent norms VQ discards
-            raise ValueError(
-                "bottleneck='vq' cannot be combined with latent_skip=True: the fixed PCA decoder reads "
-                "whitened PCA coefficients, and unit-norm codes discard their scale (set latent_skip=false)"
-            )
-        if m.prior_cond and not m.latent_skip:
-            raise ValueError("prior_cond=True needs latent_skip=True: the prior is the skip's decode of z")
-        if m.prior == "onepass" and (not m.latent_skip or m.decoder != "flow"):
-            raise ValueError(
-                "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
-                "a one-pass decode, which itself refines the PCA decode"
-            )
         self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
         coarsest = self.stages[0].resolution
         if coarsest % m.dec_patch:
