@@ -1,29 +1,12 @@
-"""Bundled models: names that resolve to export directories shipped inside the package."""
+"""Loading any model by name (bundled models, reference codecs, exports) and packing exports to ship."""
 
 from pathlib import Path
 
 import torch
 
-BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
+from fastdec.bundled import BUNDLED_DIR, bundled_models, resolve_model
 
-
-def bundled_models() -> list[str]:
-    if not BUNDLED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
-
-
-def resolve_model(name_or_dir: str | Path) -> Path:
-    """An existing directory as is; otherwise a bundled model name; otherwise a clear error."""
-    path = Path(name_or_dir)
-    if str(name_or_dir) and path.is_dir():  # Path("") is the working directory: not a model
-        return path
-    if str(name_or_dir) in bundled_models():  # names only: no path leads out of BUNDLED_DIR
-        return BUNDLED_DIR / str(name_or_dir)
-    raise FileNotFoundError(
-        f"no model directory {str(name_or_dir)!r} and no bundled model of that name "
-        f"(bundled: {bundled_models() or 'none'})"
-    )
+__all__ = ["BUNDLED_DIR", "bundled_models", "resolve_model", "load_model", "reference_check", "pack"]
 
 
 def load_model(spec: str, *, resolution: int = 32, device="cpu"):
@@ -79,38 +62,6 @@ def reference_check(model) -> dict:
     }
 
 
-def shared_prior_weights(directory: Path, reference, own: set[str]) -> dict[str, torch.Tensor]:
-    """The encoder and one-pass prior weights that the export in ``directory`` keeps by reference.
-
-    ``reference`` is its ``config.json`` entry ``prior_export`` (written by :func:`pack`):
-    ``{"name": a sibling export directory, "weights_sha256": that export's weights checksum}``. The
-    sibling's weights are renamed as a prior (:func:`fastdec.models.prior.onepass_weights`).
-
-    Raises:
-        ValueError: a malformed reference, a name that is not a plain sibling, a sibling whose weights
-            changed since packing, or weights present in both files.
-    """
-    from fastdec.io import load_export
-    from fastdec.models.prior import onepass_weights
-
-    config = directory / "config.json"
-    if not (isinstance(reference, dict) and set(reference) == {"name", "weights_sha256"}):
-        raise ValueError(f"{config}: prior_export needs 'name' and 'weights_sha256': {reference!r:.200}")
-    name = reference["name"]
-    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name:
-        raise ValueError(f"{config}: prior_export name must be a sibling directory's name, got {name!r:.200}")
-    tensors, payload = load_export(directory.parent / name)
-    if payload.get("weights_sha256") != reference["weights_sha256"]:
-        raise ValueError(
-            f"{config} keeps its prior in {directory.parent / name}, whose weights changed since packing"
-        )
-    shared = onepass_weights(tensors)
-    both = sorted(own & set(shared))
-    if both:
-        raise ValueError(f"{config}: weights both stored and kept by reference: {both[:5]}")
-    return shared
-
-
 def pack(
     source: str | Path,
     output: str | Path,
@@ -133,7 +84,8 @@ def pack(
 
     ``prior_export``: a packed one-pass export in the same directory as ``output`` whose weights are
     this model's frozen encoder and one-pass prior (``model.prior="onepass"``): those are then stored
-    once, there, and ``config.json`` names that export and its checksum (:func:`shared_prior_weights`).
+    once, there, and ``config.json`` names that export and its checksum
+    (:func:`fastdec.tokenizer.shared_prior_weights` reads them back).
 
     Returns:
         ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.

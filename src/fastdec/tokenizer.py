@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastdec.bundled import resolve_model
 from fastdec.checks import check_images
 from fastdec.config import Config, check_value, validate
 from fastdec.diffusion.pyramid import stage_specs
@@ -16,7 +17,7 @@ from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
 from fastdec.models.linear_skip import LinearSkip
-from fastdec.models.prior import OnePassPrior
+from fastdec.models.prior import OnePassPrior, onepass_weights
 from fastdec.models.quantizer import VectorQuantizer
 from fastdec.models.unet import UNetNet
 from fastdec.sampling.euler import euler_solve
@@ -292,8 +293,6 @@ class Tokenizer(nn.Module):
                 values, missing or unexpected weights, other shapes, non-float or non-finite weights);
                 the message names the export and the mismatch.
         """
-        from fastdec.hub import resolve_model, shared_prior_weights
-
         if str(name_or_dir):  # an overwrite killed between its two renames: put the old export back
             restore_interrupted_export(name_or_dir)
         directory = resolve_model(name_or_dir)
@@ -328,3 +327,32 @@ class Tokenizer(nn.Module):
         model.meta = payload.get("meta", {})
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         return model.to(device).eval()
+
+
+def shared_prior_weights(directory: Path, reference, own: set[str]) -> dict[str, torch.Tensor]:
+    """The encoder and one-pass prior weights that the export in ``directory`` keeps by reference.
+
+    ``reference`` is its ``config.json`` entry ``prior_export`` (written by :func:`pack`):
+    ``{"name": a sibling export directory, "weights_sha256": that export's weights checksum}``. The
+    sibling's weights are renamed as a prior (:func:`fastdec.models.prior.onepass_weights`).
+
+    Raises:
+        ValueError: a malformed reference, a name that is not a plain sibling, a sibling whose weights
+            changed since packing, or weights present in both files.
+    """
+    config = directory / CONFIG_NAME
+    if not (isinstance(reference, dict) and set(reference) == {"name", "weights_sha256"}):
+        raise ValueError(f"{config}: prior_export needs 'name' and 'weights_sha256': {reference!r:.200}")
+    name = reference["name"]
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name:
+        raise ValueError(f"{config}: prior_export name must be a sibling directory's name, got {name!r:.200}")
+    tensors, payload = load_export(directory.parent / name)
+    if payload.get("weights_sha256") != reference["weights_sha256"]:
+        raise ValueError(
+            f"{config} keeps its prior in {directory.parent / name}, whose weights changed since packing"
+        )
+    shared = onepass_weights(tensors)
+    both = sorted(own & set(shared))
+    if both:
+        raise ValueError(f"{config}: weights both stored and kept by reference: {both[:5]}")
+    return shared

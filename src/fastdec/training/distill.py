@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
+from fastdec.bundled import resolve_model
 from fastdec.config import Config, SampleConfig
 from fastdec.data import build_dataset
-from fastdec.hub import resolve_model
 from fastdec.losses.distillation import DistillationLoss
 from fastdec.losses.perceptual import build_perceptual
 from fastdec.models.discriminator import Discriminator
