@@ -18,10 +18,10 @@ import json
 
 import torch
 
-from fastdec.config import resolve
 from fastdec.data import validation_crops
 from fastdec.eval.evaluate import evaluate
 from fastdec.hub import load_model
+from fastdec.presets import resolve
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.train import initial_tokenizer
 

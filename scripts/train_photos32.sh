@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 32 px recipe on the photo corpus (train split), every command and seed, chosen on the val split
 # (docs/results.md, "Recipe on the photo corpus"):
-# (presets photos32-onepass and photos32 in src/fastdec/config.py):
+# (presets photos32-onepass and photos32 in src/fastdec/presets.py):
 # 1. the one-pass decoder: 1-D latent tokens (16 x 8 = 128 numbers) from the transformer encoder with
 #    its global PCA skip; a U-Net decoder that reads the PCA decode of z (prior_cond) and z itself
 #    (through its time embedding) and adds a correction to the PCA decode; MSE; 2 threads.

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.tokenizer import Tokenizer
 
 

@@ -3,7 +3,7 @@ import torch
 
 import fastdec
 from fastdec.autoencoder import FlowAutoencoder, decode_batches, encode_batches
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.tokenizer import Tokenizer
 from tests.conftest import images, tiny_tokenizer
 

@@ -1,6 +1,7 @@
 import pytest
 
-from fastdec.config import PRESETS, Config, resolve
+from fastdec.config import Config
+from fastdec.presets import PRESETS, resolve
 
 
 def test_overrides_and_round_trip():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fastdec.config import resolve
 from fastdec.latents import LatentContract, load_latents, save_latents
+from fastdec.presets import resolve
 
 TOKENS = LatentContract.from_model_config(resolve("tiny").model)
 GRID = LatentContract.from_model_config(

@@ -90,8 +90,8 @@ def pack(
     Returns:
         ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.
     """
-    from fastdec.config import resolve
     from fastdec.io import WEIGHTS_NAME, save_export
+    from fastdec.presets import resolve
     from fastdec.tokenizer import Tokenizer
 
     model = Tokenizer.from_pretrained(source)

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from fastdec.cli.main import main
-from fastdec.config import resolve
 from fastdec.data import ImageFolder, ShardDataset, build_dataset, load_eval_images, write_shards
 from fastdec.data.shards import expand_braces, shard_paths
+from fastdec.presets import resolve
 from fastdec.training.train import train_tokenizer
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fastdec.config import resolve
 from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.presets import resolve
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.steps import TokenizerStep
 from fastdec.training.train import load_onepass_prior

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastdec.config import resolve
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.models.quantizer import VectorQuantizer, code_statistics
+from fastdec.presets import resolve
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.steps import TokenizerStep
 from tests.conftest import images, tiny_tokenizer

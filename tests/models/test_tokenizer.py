@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from fastdec.config import resolve
 from fastdec.diffusion.timesteps import euler_grid
 from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.presets import resolve
 from fastdec.sampling.euler import euler_solve
 from fastdec.sampling.multiscale import multiscale_sample, stage_noises
 from fastdec.tokenizer import Tokenizer

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from fastdec.cli.main import main
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.training.state import save_state
 from tests.robustness.conftest import png_claiming_size
 

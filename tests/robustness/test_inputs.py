@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdec.config import PRESETS, Config, resolve
+from fastdec.config import Config
 from fastdec.data import build_dataset, load_eval_images
 from fastdec.data.folder import ImageFolder, from_uint8, to_uint8
 from fastdec.hub import load_model
 from fastdec.models.baselines import ThumbnailCodec
+from fastdec.presets import PRESETS, resolve
 from fastdec.tokenizer import Tokenizer
 from tests.conftest import images, tiny_tokenizer
 from tests.robustness.conftest import encoded, noise_image, png_claiming_size

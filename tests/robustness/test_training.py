@@ -12,7 +12,7 @@ import torch
 
 import fastdec.training.loop
 import fastdec.training.train as train_module
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.training.state import list_states, load_state, save_state
 
 

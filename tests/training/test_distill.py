@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from fastdec.config import resolve
 from fastdec.diffusion import path
 from fastdec.diffusion.pyramid import downsample, global_time, stage_projection
 from fastdec.losses.distillation import DistillationLoss
 from fastdec.models.discriminator import Discriminator
+from fastdec.presets import resolve
 from fastdec.training.distill import build_student
 from fastdec.training.steps import DistillStep
 from tests.conftest import images, tiny_tokenizer

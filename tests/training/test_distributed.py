@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from fastdec.cli.main import main
-from fastdec.config import resolve
 from fastdec.diffusion.pyramid import stage_specs
 from fastdec.losses.draws import SampleDraws
 from fastdec.losses.flow_matching import FlowMatchingLoss
+from fastdec.presets import resolve
 from fastdec.training.loop import StepSampler, batch_indices
 from fastdec.training.state import check_run_config, list_states, load_state, save_state
 from fastdec.training.steps import TokenizerStep

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.training.state import latest_state, list_states, load_state, save_state
 from fastdec.training.train import train_tokenizer
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.training.loop import batch_indices, lr_at
 from fastdec.training.state import list_states
 from fastdec.training.train import train_tokenizer

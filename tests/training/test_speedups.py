@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from fastdec.config import resolve
+from fastdec.presets import resolve
 from fastdec.training.state import list_states, load_state
 from fastdec.training.train import train_tokenizer
 

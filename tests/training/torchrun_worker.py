@@ -12,7 +12,7 @@ import sys
 import torch
 
 import fastdec.training.train as train_module
-from fastdec.config import resolve
+from fastdec.presets import resolve
 
 run_dir, out_dir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rank = int(os.environ["RANK"])

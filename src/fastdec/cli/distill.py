@@ -3,7 +3,8 @@
 import dataclasses
 
 from fastdec.cli.common import add_run_args, check_config
-from fastdec.config import TrainConfig, resolve
+from fastdec.config import TrainConfig
+from fastdec.presets import resolve
 
 
 def add_parser(p):

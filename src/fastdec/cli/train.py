@@ -1,7 +1,7 @@
 """Train a tokenizer (encoder + flow-matching decoder); re-run the same command to resume."""
 
 from fastdec.cli.common import add_run_args, check_config
-from fastdec.config import PRESETS, resolve
+from fastdec.presets import PRESETS, resolve
 
 
 def add_parser(p):
