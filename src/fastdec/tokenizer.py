@@ -81,8 +81,9 @@ class Tokenizer(nn.Module):
             # the one-pass decoder this refines was trained with the same prior_cond (train.prior_from)
             prior = OnePassPrior(skips[1], self._decoder_net(m.prior_cond), prior_input=m.prior_cond)
         self.decoder = VelocityModel(
-            net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond
-        )
+            net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond,
+            residual=m.diffusion_space == "residual",
+        )  # fmt: skip
         self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
 
@@ -233,9 +234,10 @@ class Tokenizer(nn.Module):
             return euler_solve(velocity, x, euler_grid(per_stage[stage.index]).to(z.device))
 
         m = self.config.model
-        return multiscale_sample(
+        sample = multiscale_sample(
             self.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
         )
+        return self.decoder.to_image(sample, None if prior is None else prior[: z.shape[0]])
 
     def decode_onepass(
         self, z, *, steps=None, total_steps=None, guidance=None, temperature=None

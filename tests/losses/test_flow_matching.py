@@ -6,13 +6,26 @@ from fastdec.diffusion.pyramid import downsample, stage_projection, stage_specs
 from fastdec.losses.flow_matching import FlowMatchingLoss
 
 
-class OracleDecoder:
+class ImageSpace:
+    """A decoder with no prior, diffusing the image itself (the loss's view of VelocityModel)."""
+
+    def prior_image(self, z):
+        return None
+
+    def to_target(self, images, prior):
+        return images
+
+    def to_image(self, sample, prior):
+        return sample
+
+
+class OracleDecoder(ImageSpace):
     """Knows the clean image (passed as z) and returns the exact stage velocity."""
 
     def __init__(self, num_stages):
         self.num_stages = num_stages
 
-    def predict(self, x_t, t_loc, z, stage):
+    def predict(self, x_t, t_loc, z, stage, prior_image=None):
         x_end = downsample(z, 2 ** (self.num_stages - 1 - stage.index))
         project = stage_projection(stage)
         v = path.velocity_from_clean(x_t, x_end, t_loc, stage.start, stage.end, project, min_noise=0.0)
@@ -32,8 +45,8 @@ def test_loss_is_zero_for_true_velocity(num_stages, bias):
 def test_loss_positive_and_finite_for_wrong_velocity():
     x = torch.rand(6, 3, 16, 16) * 2 - 1
 
-    class Zero:
-        def predict(self, x_t, t_loc, z, stage):
+    class Zero(ImageSpace):
+        def predict(self, x_t, t_loc, z, stage, prior_image=None):
             return torch.zeros_like(x_t), torch.zeros_like(x_t)
 
     loss_fn = FlowMatchingLoss(stage_specs(16, 3), sigmoid_bias=-3.0, t_sampling="uniform")

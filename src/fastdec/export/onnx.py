@@ -68,14 +68,16 @@ class StudentDecode(nn.Module):
     def forward(self, z: torch.Tensor, *noises: torch.Tensor) -> torch.Tensor:
         """z (B, L, d), one noise (B, 3, r_s, r_s) per stage -> images (B, 3, R, R)."""
         tok, m = self.tokenizer, self.tokenizer.config.model
+        prior = tok.decoder.prior_image(z)  # depends on z only: once per decode
 
         def solve(stage, x):
             t = torch.ones_like(x[:, 0, 0, 0])  # (B,) local time 1, the stage start
-            return x - tok.velocity_fn(z, stage, 1.0)(x, t)  # Euler step, dt = 0 - 1
+            return x - tok.velocity_fn(z, stage, 1.0, prior)(x, t)  # Euler step, dt = 0 - 1
 
-        return multiscale_sample(
+        sample = multiscale_sample(
             tok.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
         )
+        return tok.decoder.to_image(sample, prior)
 
 
 def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:

@@ -77,15 +77,16 @@ class DistillationLoss:
         m = model.config.model
         return {"gamma": m.gamma, "published_sign": m.published_block_noise}
 
-    def student_rollout(self, student, z, noises, inputs: list | None = None):
+    def student_rollout(self, student, z, noises, inputs: list | None = None, prior=None):
         """One call per stage; returns every stage's output (gradients through the whole chain) and
-        appends every stage's input state to ``inputs`` if given."""
+        appends every stage's input state to ``inputs`` if given. ``prior``: the student's
+        ``decoder.prior_image(z)`` if computed."""
         outputs = []
 
         def one_step(stage, x):
             if inputs is not None:
                 inputs.append(x)
-            return euler_solve(student.velocity_fn(z, stage, 1.0), x, euler_grid(1).to(x))
+            return euler_solve(student.velocity_fn(z, stage, 1.0, prior), x, euler_grid(1).to(x))
 
         multiscale_sample(student.stages, one_step, noises, trace=outputs, **self._transitions(student))
         return outputs
@@ -97,12 +98,14 @@ class DistillationLoss:
         student's stage input states (needed by ``"stage_path"`` with ``path_noise="student"``)."""
         teacher = self.teacher
         stages = teacher.stages
+        guided = self.teacher_guidance != 1.0
+        prior = teacher.decoder.prior_image(torch.cat([z, teacher.z_null.expand_as(z)]) if guided else z)
 
         def solve_from(u):
             def solve(stage, x):
                 start = u if stage is stages[k] else 1.0
                 times = euler_grid(max(1, round(self.teacher_steps * start)), start).to(x)
-                return euler_solve(teacher.velocity_fn(z, stage, self.teacher_guidance), x, times)
+                return euler_solve(teacher.velocity_fn(z, stage, self.teacher_guidance, prior), x, times)
 
             return solve
 
@@ -146,14 +149,15 @@ class DistillationLoss:
             (loss (B,), named per-sample terms). ``discriminator`` is needed iff adversarial weight > 0.
         """
         inputs = []
-        outputs = self.student_rollout(student, z, noises, inputs)
+        prior = student.decoder.prior_image(z)  # (B, 3, R, R) or None: depends on z only
+        outputs = self.student_rollout(student, z, noises, inputs, prior)
         k, targets = self.teacher_targets(z, outputs, noises, generator, inputs)
         regression = sum(
             (s - t).pow(2).mean(dim=(1, 2, 3)) for s, t in zip(outputs[k:], targets, strict=True)
         )
         loss = self.regression_weight * regression
         terms = {"regression": regression.detach()}
-        final = outputs[-1]
+        final = student.decoder.to_image(outputs[-1], prior)  # the decoded images
         if self.perceptual is not None and self.perceptual_weight > 0:
             perc = self.perceptual(final, images)
             loss = loss + self.perceptual_weight * perc

@@ -70,17 +70,19 @@ class FlowMatchingLoss:
         loss = x.new_zeros(x.shape[0])
         mse_all = x.new_zeros(x.shape[0])
         perc_all = x.new_zeros(x.shape[0])
+        prior = decoder.prior_image(z)  # (B, 3, R, R) or None: depends on z only
+        data = decoder.to_target(x, prior)  # the image, or the prior's scaled residual
         for stage in self.stages:
             members = (assigned == stage.index).nonzero().squeeze(1)  # (b,) on the CPU, like the draws
             if members.numel() == 0:
                 continue
             idx = members.to(x.device)
-            x_end, x_start = stage_targets(x[idx], stage, num_stages)
+            x_end, x_start = stage_targets(data[idx], stage, num_stages)
             group = draws.subset(members)
             t_loc = torch.cat([sample_times(self.t_sampling, 1, g) for g in group.sample_generators]).to(x)
             eps = group.randn(*x_end.shape[1:]).to(x)  # (b, 3, r, r)
             x_t, target = training_pair(x_end, x_start, stage, t_loc, eps)
-            v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage)
+            v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage, None if prior is None else prior[idx])
             if self.loss_space == "v":
                 mse = (v_hat.float() - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
             else:  # error of the clean stage end: every noise level counts alike
@@ -90,7 +92,8 @@ class FlowMatchingLoss:
                 mse = mse * path.sigmoid_weight(level, self.sigmoid_bias)
             stage_loss = mse
             if self.perceptual is not None and stage.index >= self.perceptual_start_stage:
-                perc = self.perceptual(clean.float(), x_end)  # (b,)
+                p = None if prior is None else prior[idx]
+                perc = self.perceptual(decoder.to_image(clean.float(), p), decoder.to_image(x_end, p))  # (b,)
                 perc_all = perc_all.index_copy(0, idx, perc)
                 stage_loss = stage_loss + self.perceptual_weight * perc
             loss = loss.index_copy(0, idx, stage_loss)

@@ -24,6 +24,9 @@ class VelocityModel(nn.Module):
             it (downsampled to the stage).
         blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
         prior_input: also give the net the prior's decode at the stage resolution (``prior_cond``).
+        residual: diffuse the prior's scaled residual ``(x - prior(z)) / residual_scale`` instead of the
+            image (``model.diffusion_space="residual"``, docs/method.md §11.5): the network predicts
+            that residual directly, and :meth:`to_image` maps a sample back.
     """
 
     resolution: int = 0  # full resolution; set by the owner when a prior is used
@@ -35,6 +38,7 @@ class VelocityModel(nn.Module):
         prior: nn.Module | None = None,
         blend: bool = False,
         prior_input: bool = False,
+        residual: bool = False,
     ):
         super().__init__()
         if parameterization not in ("v", "x"):
@@ -43,11 +47,37 @@ class VelocityModel(nn.Module):
             raise ValueError("a linear prior (latent_skip) needs parameterization 'x'")
         if prior_input and prior is None:
             raise ValueError("prior_input needs a prior")
+        if residual and prior is None:
+            raise ValueError("residual diffusion needs a prior")
         self.net = net
         self.parameterization = parameterization
         self.prior = prior
         self.blend = blend
         self.prior_input = prior_input
+        self.residual = residual
+        if residual:  # the residual's RMS on training crops, set by fit_residual_scale
+            self.register_buffer("residual_scale", torch.ones(()))
+
+    @torch.no_grad()
+    def fit_residual_scale(self, images: torch.Tensor, z: torch.Tensor) -> float:
+        """Set ``residual_scale`` to the RMS of ``images - prior(z)`` over training crops (N, 3, R, R)
+        and their latents, so that the diffused residual has unit variance; returns it."""
+        rms = (images - self.prior_image(z)).float().pow(2).mean().sqrt()
+        self.residual_scale.copy_(rms)
+        return float(rms)
+
+    def to_target(self, images: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
+        """Images (B, C, R, R) -> what the diffusion runs on: the images, or the scaled residual."""
+        return (images - prior_image) / self.residual_scale if self.residual else images
+
+    def to_image(self, sample: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
+        """Inverse of :meth:`to_target`: a sample (B, C, h, w) at any stage resolution -> images (the
+        full-resolution prior is average-pooled to h)."""
+        if not self.residual:
+            return sample
+        return (
+            downsample(prior_image, prior_image.shape[-1] // sample.shape[-1]) + self.residual_scale * sample
+        )
 
     def prior_image(self, z: torch.Tensor) -> torch.Tensor | None:
         """The prior's decode of z at full resolution (B, C, R, R), or None without a prior. It depends on
@@ -74,7 +104,7 @@ class VelocityModel(nn.Module):
         if self.parameterization == "v":
             clean = path.clean_from_velocity(x_t, out, t_loc, stage.start, stage.end, project)
             return out, clean
-        if p is not None:
+        if p is not None and not self.residual:
             out = self._precondition(out, p, x_t, t_loc, stage)
         velocity = path.velocity_from_clean(x_t, out, t_loc, stage.start, stage.end, project)
         return velocity, out

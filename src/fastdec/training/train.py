@@ -24,6 +24,7 @@ SHARED_WITH_PRIOR = (
 )  # fmt: skip  # the model fields a one-pass prior must share with the diffusion tokenizer
 PCA_IMAGES = 4096  # training crops that warm-start ``latent_skip``
 VQ_INIT_IMAGES = 256  # training crops whose encoder outputs seed the VQ codebook
+RESIDUAL_IMAGES = 1024  # training crops that set the scale of a residual diffusion (diffusion_space)
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
@@ -92,6 +93,10 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
     )
     if config.model.prior == "onepass":
         load_onepass_prior(model, t.prior_from)
+        if config.model.diffusion_space == "residual":
+            crops = torch.stack([dataset[i] for i in range(min(len(dataset), RESIDUAL_IMAGES))])
+            with torch.no_grad():
+                model.decoder.fit_residual_scale(crops, model.encoder(crops))
     elif t.prior_from:
         raise ValueError("train.prior_from needs model.prior='onepass'")
     elif config.model.latent_skip:
