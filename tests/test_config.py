@@ -5,7 +5,7 @@ from fastdec.presets import PRESETS, resolve
 
 
 def test_overrides_and_round_trip():
-    c = resolve("cpu32", ["model.num_stages=3", "train.lr=1e-3", "sample.steps=4,2,1", "train.bf16=true"])
+    c = resolve("cpu32", ["model.num_stages=3", "train.lr=1e-3", "sample.steps=4/2/1", "train.bf16=true"])
     assert c.model.num_stages == 3 and c.train.lr == 1e-3 and c.sample.steps == (4, 2, 1)
     assert c.train.bf16 is True
     assert Config.from_dict(c.to_dict()) == c

@@ -127,6 +127,12 @@ class DistillConfig:
     train_encoder: bool = False  # the encoder stays frozen unless set
 
 
+# What an export (and an ONNX file) stores of its config: the networks and the default decode settings.
+# The training and distillation settings stay in the run directory's config.json; a config without them
+# loads with their defaults.
+EXPORT_SECTIONS = ("model", "sample")
+
+
 @dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -134,11 +140,13 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def to_dict(self, *, export: bool = False) -> dict:
+        """All sections, or with ``export`` only those an export keeps (:data:`EXPORT_SECTIONS`)."""
+        data = dataclasses.asdict(self)
+        return {k: v for k, v in data.items() if k in EXPORT_SECTIONS} if export else data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    def to_json(self, *, export: bool = False) -> str:
+        return json.dumps(self.to_dict(export=export), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":

@@ -79,7 +79,7 @@ def pack(
     and the largest change of a decoded pixel, on [-1, 1], that float16 storage causes).
 
     ``sample``: ``sample.key=value`` overrides of the default decode settings that ship with the model
-    (e.g. ``("sample.steps=4,4,4", "sample.temperature=0.8")``, chosen on the val split); the weights do
+    (e.g. ``("sample.steps=4/4/4", "sample.temperature=0.8")``, chosen on the val split); the weights do
     not depend on them.
 
     ``prior_export``: a packed one-pass export in the same directory as ``output`` whose weights are
@@ -114,7 +114,10 @@ def pack(
     check = {**reference_check(model), "fp16_max_abs_decode_change": decode_diff}
     params = {name for name, _ in model.named_parameters()}
     tensors = {k: v.half() if half and k in params else v for k, v in model.state_dict().items()}
-    payload = {"config": model.config.to_dict(), "meta": {**model.meta, **(meta or {}), "check": check}}
+    # the config keeps the model and sample sections; the training data (for `fastdec distill`) goes to the
+    # meta, where an export of an older version, which held the train section too, has not put it yet
+    meta = {"data": model.config.train.data, **model.meta, **(meta or {}), "check": check}
+    payload = {"config": model.config.to_dict(export=True), "meta": meta}
     if prior_export is not None:
         tensors, payload["prior_export"] = _by_reference(tensors, Path(prior_export), Path(output), source)
     save_export(output, tensors, payload)

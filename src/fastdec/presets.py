@@ -5,6 +5,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from fastdec.config import Config, ModelConfig, SampleConfig, TrainConfig, validate
+from fastdec.sampling.settings import parse_steps
 
 PRESETS: dict[str, Config] = {
     # Seconds on a CPU: for tests.
@@ -140,10 +141,10 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
         return text
     if (current is None or isinstance(current, float)) and text.lower() == "none":
         return None
+    if isinstance(current, tuple):  # sample.steps, in the syntax of every decode setting
+        return parse_steps(text, name)
     kind, parse = "an integer", int
-    if isinstance(current, tuple):
-        kind, parse = "comma-separated integers", lambda v: tuple(int(x) for x in v.split(","))
-    elif current is None or isinstance(current, float):
+    if current is None or isinstance(current, float):
         kind, parse = "a number", float
     try:
         return parse(text)

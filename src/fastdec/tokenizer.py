@@ -1,7 +1,5 @@
 """The user-facing tokenizer: images -> latent tokens z -> images with a flow-matching decoder."""
 
-import operator
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -9,9 +7,9 @@ from torch import nn
 
 from fastdec.bundled import resolve_model
 from fastdec.checks import check_images
-from fastdec.config import Config, check_value, validate
-from fastdec.diffusion.pyramid import stage_specs
-from fastdec.diffusion.timesteps import euler_grid, split_total_steps, steps_per_stage
+from fastdec.config import Config, validate
+from fastdec.diffusion.pyramid import Pyramid
+from fastdec.diffusion.timesteps import EulerSteps, euler_schedule
 from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
 from fastdec.models.decoder import DecoderNet
 from fastdec.models.denoiser import VelocityModel
@@ -20,25 +18,11 @@ from fastdec.models.linear_skip import LinearSkip
 from fastdec.models.prior import OnePassPrior, onepass_weights
 from fastdec.models.quantizer import VectorQuantizer
 from fastdec.models.unet import UNetNet
-from fastdec.sampling.euler import euler_solve
-from fastdec.sampling.multiscale import multiscale_sample, stage_noises
+from fastdec.sampling.sampler import sample, stage_noises
+from fastdec.sampling.settings import DecodeSettings
 
-
-def _int(name: str, value) -> int:
-    try:
-        return operator.index(value)  # ints and integer scalars; floats and strings raise TypeError
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-
-
-def _ints(name: str, values) -> tuple[int, ...]:
-    """An int or an iterable of ints as a tuple; floats and strings are an error naming ``name``."""
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        return (_int(name, values),)
-    try:
-        return tuple(_int(name, v) for v in values)
-    except TypeError:  # e.g. iterating a 0-d tensor
-        raise ValueError(f"{name} must be integers, got {values!r}") from None
+# A one-pass decoder (docs/method.md §10) is the sampler's trivial case: one step from the noise mean.
+ONEPASS = DecodeSettings(steps=(1,), guidance=1.0, temperature=0.0)
 
 
 class Tokenizer(nn.Module):
@@ -55,8 +39,8 @@ class Tokenizer(nn.Module):
         validate(config)  # every field and the fields that must agree
         m = config.model
         vq = m.bottleneck == "vq"
-        self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
-        coarsest = self.stages[0].resolution
+        self.pyramid = Pyramid(m.resolution, m.num_stages, m.gamma, m.published_block_noise)
+        coarsest = self.pyramid[0].resolution
         if coarsest % m.dec_patch:
             raise ValueError(
                 f"the coarsest stage ({coarsest} px) is not a multiple of dec_patch {m.dec_patch}"
@@ -110,6 +94,11 @@ class Tokenizer(nn.Module):
     @property
     def resolution(self) -> int:
         return self.config.model.resolution
+
+    @property
+    def stages(self):
+        """The pyramid's stages, coarsest first (read only: ``self.pyramid`` owns them)."""
+        return self.pyramid.stages
 
     def check_images(self, images: torch.Tensor) -> None:
         """Refuse anything but finite float images (B, 3, R, R) in [-1, 1] of the model's dtype and
@@ -178,19 +167,22 @@ class Tokenizer(nn.Module):
         """Tokens (B, L) -> images (B, 3, R, R); ``decode`` takes the keywords of :meth:`decode`."""
         return self.decode(self.latents_from_indices(indices), **decode)
 
-    def decode_steps(self, steps=None, total_steps: int | None = None) -> tuple[int, ...]:
-        """Steps per stage: ``total_steps`` split over stages, or ``steps`` (int or per-stage list), or
-        the config's default; each stage's count within the range of ``sample.steps``."""
-        num_stages = len(self.stages)
-        if steps is not None and total_steps is not None:
-            raise ValueError(f"give steps ({steps}) or total_steps ({total_steps}), not both")
-        if total_steps is not None:
-            per_stage = split_total_steps(_int("total_steps", total_steps), num_stages)
-        else:
-            per_stage = steps_per_stage(_ints("steps", self.config.sample.steps if steps is None else steps),
-                                        num_stages)  # fmt: skip
-        check_value("sample.steps", per_stage, name="steps per stage")
-        return per_stage
+    def settings(self, **settings) -> DecodeSettings:
+        """The decode settings that keywords of :meth:`decode` ask for, with this model's defaults (its
+        config's ``sample`` section) filled in and the steps as one count per stage.
+
+        A one-pass decoder (``model.decoder="onepass"``) decodes with one step from zero and takes no
+        steps, guidance or temperature other than their neutral values (1).
+        """
+        asked = DecodeSettings(**settings)
+        if self.config.model.decoder == "onepass":
+            neutral = {"steps": (1,), "total_steps": 1, "guidance": 1.0, "temperature": 1.0}
+            if any(getattr(asked, key) not in (None, value) for key, value in neutral.items()):
+                raise ValueError("a one-pass decoder takes no steps, guidance or temperature settings")
+            return DecodeSettings(seeds=asked.seeds).resolve(ONEPASS, 1)
+        d = self.config.sample
+        defaults = DecodeSettings(steps=d.steps, guidance=d.guidance, temperature=d.temperature)
+        return asked.resolve(defaults, len(self.pyramid))
 
     def decode(
         self,
@@ -211,49 +203,37 @@ class Tokenizer(nn.Module):
             seeds: one int per image (default 0..B-1): the noise of image i depends on seeds[i] only.
             temperature: scale of every Gaussian draw (initial noise and renoise), >= 0; 1 samples
                 the trained distribution, 0 decodes deterministically; default from the config.
+
+        The settings are checked as :class:`fastdec.sampling.settings.DecodeSettings` (a ValueError
+        names a bad one).
         """
         self.check_latents(z)
-        if self.config.model.decoder == "onepass":
-            return self.decode_onepass(
-                z, steps=steps, total_steps=total_steps, guidance=guidance, temperature=temperature
-            )
-        per_stage = self.decode_steps(steps, total_steps)
-        w = self.config.sample.guidance if guidance is None else float(guidance)
-        check_value("sample.guidance", w, name="guidance")
-        tau = self.config.sample.temperature if temperature is None else float(temperature)
-        check_value("sample.temperature", tau, name="temperature")
-        seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
+        s = self.settings(steps=steps, total_steps=total_steps, guidance=guidance, seeds=seeds,
+                          temperature=temperature)  # fmt: skip
+        seeds = range(z.shape[0]) if s.seeds is None else s.seeds
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
-        noises = [tau * n for n in stage_noises(seeds, self.stages, device=z.device, dtype=z.dtype)]
-        zz = z if w == 1.0 else torch.cat([z, self.z_null.expand_as(z)])  # (B or 2B, L, d)
-        prior = self.decoder.prior_image(zz)  # depends on z only: once per decode
+        if s.temperature == 0:  # deterministic: no draws
+            noises = [z.new_zeros(z.shape[0], 3, st.resolution, st.resolution) for st in self.pyramid]
+        else:
+            noises = [
+                s.temperature * n for n in stage_noises(seeds, self.pyramid, device=z.device, dtype=z.dtype)
+            ]
+        return self.decode_noises(z, noises, euler_schedule(s.steps), s.guidance)
 
-        def solve(stage, x):
-            velocity = self.velocity_fn(z, stage, w, prior)
-            return euler_solve(velocity, x, euler_grid(per_stage[stage.index]).to(z.device))
-
-        m = self.config.model
-        sample = multiscale_sample(
-            self.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
-        )
-        return self.decoder.to_image(sample, None if prior is None else prior[: z.shape[0]])
-
-    def decode_onepass(
-        self, z, *, steps=None, total_steps=None, guidance=None, temperature=None
+    def decode_noises(
+        self, z: torch.Tensor, noises, schedule: tuple[EulerSteps, ...], guidance: float = 1.0
     ) -> torch.Tensor:
-        """The deterministic decoder: one call on an all-zero input at t = 1, read as the clean image."""
-        if (
-            steps not in (None, 1, (1,))
-            or total_steps not in (None, 1)
-            or guidance not in (None, 1.0)
-            or temperature not in (None, 1.0)
-        ):
-            raise ValueError("a one-pass decoder takes no steps, guidance or temperature settings")
-        r = self.resolution
-        x = z.new_zeros(z.shape[0], 3, r, r)
-        t = z.new_ones(z.shape[0])
-        return self.decoder.predict(x, t, z, self.stages[0])[1]
+        """The images that the sampler makes from latents (B, L, d) and given noises, one (B, 3, r_s, r_s)
+        per stage (the first is stage 0's start state), with the Euler steps of ``schedule``
+        (:func:`fastdec.diffusion.timesteps.euler_schedule`) and guidance weight ``guidance``."""
+        zz = z if guidance == 1.0 else torch.cat([z, self.z_null.expand_as(z)])  # (B or 2B, L, d)
+        prior = self.decoder.prior_image(zz)  # depends on z only: once per decode
+        x = sample(
+            lambda stage: self.velocity_fn(z, stage, guidance, prior), self.pyramid, noises[0], noises[1:],
+            schedule,
+        )  # fmt: skip
+        return self.decoder.to_image(x, None if prior is None else prior[: z.shape[0]])
 
     def velocity_fn(self, z: torch.Tensor, stage, guidance: float, prior: torch.Tensor | None = None):
         """``v(x, t)`` for one stage with z bound; guidance runs cond and null in one batch. ``prior``:
@@ -268,21 +248,17 @@ class Tokenizer(nn.Module):
 
         return velocity
 
-    def nfe(
-        self, steps=None, total_steps: int | None = None, guidance: float | None = None, temperature=None
-    ) -> int:
-        """Network calls per image (a guided call counts twice, a one-pass prior once per decode; the
-        temperature changes nothing)."""
-        m = self.config.model
-        if m.decoder == "onepass":
-            return 1
-        w = self.config.sample.guidance if guidance is None else guidance
-        prior_calls = 1 if m.prior == "onepass" else 0
-        return sum(self.decode_steps(steps, total_steps)) * (1 if w == 1.0 else 2) + prior_calls
+    def nfe(self, **settings) -> int:
+        """Network calls per image for the keywords of :meth:`decode` (a guided call counts twice, a
+        one-pass prior once per decode; the temperature changes nothing)."""
+        s = self.settings(**settings)
+        prior_calls = 1 if self.config.model.prior == "onepass" else 0
+        return sum(s.steps) * (1 if s.guidance == 1.0 else 2) + prior_calls
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> None:
-        """Write ``config.json`` + ``model.safetensors``; ``meta`` records which weights these are."""
-        payload = {"config": self.config.to_dict(), "meta": meta or {}}
+        """Write ``config.json`` (the model and sample sections of the config: training settings stay in
+        the run directory) + ``model.safetensors``; ``meta`` records which weights these are."""
+        payload = {"config": self.config.to_dict(export=True), "meta": meta or {}}
         save_export(directory, self.state_dict(), payload)
 
     @classmethod

@@ -5,19 +5,7 @@ import math
 import pytest
 import torch
 
-from fastdec.diffusion.pyramid import (
-    Stage,
-    assign_stages,
-    block_noise,
-    downsample,
-    global_time,
-    path_coefficients,
-    renoise,
-    stage_specs,
-    stage_targets,
-    training_pair,
-    upsample,
-)
+from fastdec.diffusion.pyramid import Pyramid, Stage, assign_stages, block_noise, downsample, upsample
 
 F64 = torch.float64
 
@@ -50,7 +38,7 @@ def _pixels_of_blocks(x: torch.Tensor) -> list[torch.Tensor]:
     ],
 )
 def test_stage_noise_levels_match_method(num_stages, expected):
-    stages = stage_specs(64, num_stages)
+    stages = Pyramid(64, num_stages).stages
     got = [(st.start, st.end) for st in stages]
     for (b, e), (b_ref, e_ref) in zip(got, expected, strict=True):
         assert b == pytest.approx(b_ref, abs=1e-3)
@@ -59,13 +47,15 @@ def test_stage_noise_levels_match_method(num_stages, expected):
 
 
 def test_stage_resolutions():
-    assert [st.resolution for st in stage_specs(64, 3)] == [16, 32, 64]
-    assert [st.resolution for st in stage_specs(24, 4)] == [3, 6, 12, 24]
+    assert [st.resolution for st in Pyramid(64, 3)] == [16, 32, 64]
+    assert [st.resolution for st in Pyramid(24, 4)] == [3, 6, 12, 24]
+    pyramid = Pyramid(24, 4)
+    assert len(pyramid) == 4 and pyramid[1] == pyramid.stages[1] and pyramid[1].resolution == 6
 
 
 @pytest.mark.parametrize("num_stages", [2, 3, 4, 5, 6])
 def test_gamma_third_closed_forms(num_stages):
-    stages = stage_specs(2**num_stages, num_stages)
+    stages = Pyramid(2**num_stages, num_stages).stages
     assert (stages[0].start, stages[0].renoise_alpha, stages[0].renoise_beta) == (1.0, 1.0, 0.0)
     for prev, st in zip(stages[:-1], stages[1:], strict=True):
         e = prev.end
@@ -75,17 +65,17 @@ def test_gamma_third_closed_forms(num_stages):
 
 
 def test_single_stage_is_plain_flow():
-    (st,) = stage_specs(32, 1)
+    (st,) = Pyramid(32, 1)
     assert st == Stage(0, 32, start=1.0, end=0.0, tau_lo=0.0, tau_hi=1.0,
                        renoise_alpha=1.0, renoise_beta=0.0)  # fmt: skip
     t = torch.linspace(0, 1, 11, dtype=F64)
-    torch.testing.assert_close(global_time(st, t), t, rtol=0, atol=1e-15)
+    torch.testing.assert_close(st.global_time(t), t, rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("num_stages", [1, 2, 3, 4, 5, 7])
 def test_time_ranges_partition_unit_interval(num_stages, dtype):
-    stages = stage_specs(2 ** (num_stages - 1) * 3, num_stages)
+    stages = Pyramid(2 ** (num_stages - 1) * 3, num_stages).stages
     assert stages[0].tau_hi == 1.0
     assert stages[-1].tau_lo == 0.0
     for st in stages:
@@ -96,18 +86,18 @@ def test_time_ranges_partition_unit_interval(num_stages, dtype):
     one, zero = torch.ones(1, dtype=dtype), torch.zeros(1, dtype=dtype)
     for prev, st in zip(stages[:-1], stages[1:], strict=True):
         assert st.tau_hi == prev.tau_lo
-        assert torch.equal(global_time(st, one), global_time(prev, zero))
-    assert float(global_time(stages[0], one)) == 1.0
-    assert float(global_time(stages[-1], zero)) == 0.0
+        assert torch.equal(st.global_time(one), prev.global_time(zero))
+    assert float(stages[0].global_time(one)) == 1.0
+    assert float(stages[-1].global_time(zero)) == 0.0
 
 
-def test_stage_specs_errors():
+def test_pyramid_errors():
     with pytest.raises(ValueError, match="resolution"):
-        stage_specs(20, 4)
+        Pyramid(20, 4)
     with pytest.raises(ValueError, match="num_stages"):
-        stage_specs(16, 0)
+        Pyramid(16, 0)
     with pytest.raises(ValueError, match="gamma"):
-        stage_specs(16, 3, gamma=0.5)  # (1 + g) I - g 11^T is not a covariance for g > 1/3
+        Pyramid(16, 3, gamma=0.5)  # (1 + g) I - g 11^T is not a covariance for g > 1/3
 
 
 # ---- down / up sampling ------------------------------------------------------------------------
@@ -193,19 +183,19 @@ def test_block_noise_errors():
 def _renoised_start(num_stages, s, gamma, published_sign, draws, seed=0):
     """Previous stage's end state, renoised into stage s (8x8); returns (start, signal, b_s)."""
     full = 8 * 2 ** (num_stages - 1 - s)
-    stages = stage_specs(full, num_stages, gamma)
-    prev, st = stages[s - 1], stages[s]
+    pyramid = Pyramid(full, num_stages, gamma, published_sign)
+    prev, st = pyramid[s - 1], pyramid[s]
     x = _smooth_image(full)
-    x_end_prev, _ = stage_targets(x, prev, num_stages)  # (1, 1, 4, 4)
-    _, x_start = stage_targets(x, st, num_stages)  # (1, 1, 8, 8)
+    x_end_prev, _ = pyramid.targets(x, prev)  # (1, 1, 4, 4)
+    _, x_start = pyramid.targets(x, st)  # (1, 1, 8, 8)
     signal_in = (1 - prev.end) * x_end_prev
     # signal exactly: renoise with zero noise
-    signal = renoise(signal_in, st, torch.zeros_like(x_start), gamma, published_sign)
+    signal = pyramid.renoise(signal_in, st, torch.zeros_like(x_start))
     torch.testing.assert_close(signal, (1 - st.start) * x_start, rtol=0, atol=1e-14)
     gen = torch.Generator().manual_seed(seed)
     eps_prev = torch.randn(draws, 1, 4, 4, dtype=F64, generator=gen)
     noise = torch.randn(draws, 1, 8, 8, dtype=F64, generator=gen)
-    start = renoise(signal_in + prev.end * eps_prev, st, noise, gamma, published_sign)
+    start = pyramid.renoise(signal_in + prev.end * eps_prev, st, noise)
     return start, signal, st.start
 
 
@@ -240,12 +230,12 @@ def test_renoised_start_with_published_sign_is_correlated():
 @pytest.mark.parametrize("published_sign", [False, True])
 def test_renoise_exact_covariance(gamma, published_sign):
     # renoise is affine in (eps_prev, noise): its Jacobian J gives the exact noise covariance J J^T.
-    st = stage_specs(8, 3, gamma)[2]
-    e = stage_specs(8, 3, gamma)[1].end
+    pyramid = Pyramid(8, 3, gamma, published_sign)
+    st, e = pyramid[2], pyramid[1].end
     basis = torch.eye(4 * 4 + 8 * 8, dtype=F64)
     eps_prev = basis[:, :16].reshape(-1, 1, 4, 4)
     noise = basis[:, 16:].reshape(-1, 1, 8, 8)
-    jac = renoise(e * eps_prev, st, noise, gamma, published_sign).reshape(80, 64)
+    jac = pyramid.renoise(e * eps_prev, st, noise).reshape(80, 64)
     cov = jac.T @ jac  # (64, 64), pixels in row-major order
     block = (torch.arange(8)[:, None] // 2 * 4 + torch.arange(8)[None, :] // 2).flatten()
     same_block = (block[:, None] == block[None, :]).to(F64)
@@ -256,13 +246,13 @@ def test_renoise_exact_covariance(gamma, published_sign):
 
 
 def test_renoise_errors():
-    stages = stage_specs(8, 3)
+    pyramid = Pyramid(8, 3)
     with pytest.raises(ValueError, match="index > 0"):
-        renoise(torch.zeros(1, 1, 1, 1), stages[0], torch.zeros(1, 1, 2, 2))
+        pyramid.renoise(torch.zeros(1, 1, 1, 1), pyramid[0], torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match="shape"):
-        renoise(torch.zeros(1, 1, 4, 4), stages[2], torch.zeros(1, 1, 4, 4))
-    with pytest.raises(ValueError, match="gamma=0.25"):
-        renoise(torch.zeros(1, 1, 4, 4), stages[2], torch.zeros(1, 1, 8, 8), gamma=0.25)
+        pyramid.renoise(torch.zeros(1, 1, 4, 4), pyramid[2], torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="not a stage of this pyramid"):  # built with another gamma
+        pyramid.renoise(torch.zeros(1, 1, 4, 4), Pyramid(8, 3, gamma=0.25)[2], torch.zeros(1, 1, 8, 8))
 
 
 # ---- training targets and path -----------------------------------------------------------------
@@ -270,10 +260,10 @@ def test_renoise_errors():
 
 def test_stage_targets():
     x = _smooth_image(16, channels=3)
-    stages = stage_specs(16, 3)
+    pyramid = Pyramid(16, 3)
     shapes = []
-    for st in stages:
-        x_end, x_start = stage_targets(x, st, 3)
+    for st in pyramid:
+        x_end, x_start = pyramid.targets(x, st)
         shapes.append(tuple(x_end.shape))
         assert x_start.shape == x_end.shape
         if st.index == 0:
@@ -282,19 +272,22 @@ def test_stage_targets():
             torch.testing.assert_close(x_start, upsample(downsample(x_end, 2)))
             assert not torch.allclose(x_start, x_end)
     assert shapes == [(1, 3, 4, 4), (1, 3, 8, 8), (1, 3, 16, 16)]
-    torch.testing.assert_close(stage_targets(x, stages[2], 3)[0], x)
+    torch.testing.assert_close(pyramid.targets(x, pyramid[2])[0], x)
     # the previous stage's end is the downsampled current end: x_start = up(prev x_end)
-    prev_end = stage_targets(x, stages[1], 3)[0]
-    torch.testing.assert_close(stage_targets(x, stages[2], 3)[1], upsample(prev_end))
-    with pytest.raises(ValueError, match="stage index"):
-        stage_targets(x, stages[2], 2)
+    prev_end = pyramid.targets(x, pyramid[1])[0]
+    torch.testing.assert_close(pyramid.targets(x, pyramid[2])[1], upsample(prev_end))
+    torch.testing.assert_close(pyramid[2].projection(upsample(prev_end)), upsample(prev_end))  # P P = P
+    assert pyramid[0].projection is None
+    with pytest.raises(ValueError, match="not a stage of this pyramid"):
+        Pyramid(16, 2).targets(x, pyramid[2])
 
 
 def _pair_inputs(stage_index=1):
     gen = torch.Generator().manual_seed(3)
-    st = stage_specs(16, 3)[stage_index]
+    pyramid = Pyramid(16, 3)
+    st = pyramid[stage_index]
     x = torch.randn(4, 3, 16, 16, dtype=F64, generator=gen)
-    x_end, x_start = stage_targets(x, st, 3)
+    x_end, x_start = pyramid.targets(x, st)
     noise = torch.randn(x_end.shape, dtype=F64, generator=gen)
     return st, x_end, x_start, noise
 
@@ -304,8 +297,8 @@ def test_training_pair_endpoints(stage_index):
     st, x_end, x_start, noise = _pair_inputs(stage_index)
     y_end = (1 - st.end) * x_end + st.end * noise
     y_start = (1 - st.start) * x_start + st.start * noise
-    x0, v = training_pair(x_end, x_start, st, torch.zeros(4, dtype=F64), noise)
-    x1, _ = training_pair(x_end, x_start, st, torch.ones(4, dtype=F64), noise)
+    x0, v = st.training_pair(x_end, x_start, torch.zeros(4, dtype=F64), noise)
+    x1, _ = st.training_pair(x_end, x_start, torch.ones(4, dtype=F64), noise)
     torch.testing.assert_close(x0, y_end, rtol=0, atol=1e-14)
     torch.testing.assert_close(x1, y_start, rtol=0, atol=1e-14)
     torch.testing.assert_close(v, y_start - y_end, rtol=0, atol=1e-14)
@@ -314,15 +307,15 @@ def test_training_pair_endpoints(stage_index):
 def test_training_pair_per_sample_time_and_constant_velocity():
     st, x_end, x_start, noise = _pair_inputs()
     t = torch.tensor([0.0, 0.2, 0.7, 1.0], dtype=F64)
-    x_t, v = training_pair(x_end, x_start, st, t, noise)
+    x_t, v = st.training_pair(x_end, x_start, t, noise)
     for i in range(4):  # each sample uses its own time
-        xi, _ = training_pair(x_end[i : i + 1], x_start[i : i + 1], st, t[i : i + 1], noise[i : i + 1])
+        xi, _ = st.training_pair(x_end[i : i + 1], x_start[i : i + 1], t[i : i + 1], noise[i : i + 1])
         torch.testing.assert_close(x_t[i : i + 1], xi, rtol=0, atol=1e-14)
     h = 1e-4
     for t_mid in (0.1, 0.5, 0.9):
         tm = torch.full((4,), t_mid, dtype=F64)
-        plus, _ = training_pair(x_end, x_start, st, tm + h, noise)
-        minus, v_mid = training_pair(x_end, x_start, st, tm - h, noise)
+        plus, _ = st.training_pair(x_end, x_start, tm + h, noise)
+        minus, v_mid = st.training_pair(x_end, x_start, tm - h, noise)
         torch.testing.assert_close((plus - minus) / (2 * h), v, rtol=0, atol=1e-9)
         torch.testing.assert_close(v_mid, v)
 
@@ -330,17 +323,17 @@ def test_training_pair_per_sample_time_and_constant_velocity():
 def test_training_pair_errors():
     st, x_end, x_start, noise = _pair_inputs()
     with pytest.raises(ValueError, match="t_loc"):
-        training_pair(x_end, x_start, st, torch.zeros(3, dtype=F64), noise)
+        st.training_pair(x_end, x_start, torch.zeros(3, dtype=F64), noise)
     with pytest.raises(ValueError, match="share a shape"):
-        training_pair(x_end, x_start[..., :4], st, torch.zeros(4, dtype=F64), noise)
+        st.training_pair(x_end, x_start[..., :4], torch.zeros(4, dtype=F64), noise)
 
 
 def test_path_coefficients_reproduce_training_pair():
     st, x_end, x_start, noise = _pair_inputs(2)
     t = torch.tensor([0.0, 0.3, 0.65, 1.0], dtype=F64)
-    a, c, d = path_coefficients(st, t)
+    a, c, d = st.coefficients(t)
     assert a.shape == c.shape == d.shape == (4,)
-    x_t, _ = training_pair(x_end, x_start, st, t, noise)
+    x_t, _ = st.training_pair(x_end, x_start, t, noise)
     rebuilt = a.view(-1, 1, 1, 1) * x_end + c.view(-1, 1, 1, 1) * x_start + d.view(-1, 1, 1, 1) * noise
     torch.testing.assert_close(rebuilt, x_t, rtol=0, atol=1e-14)
 

@@ -18,7 +18,7 @@ def test_bf16_decode_matches_fp32_within_tolerance():
 
 def test_bf16_training_loss_matches_fp32_within_tolerance():
     model = tiny_tokenizer().train()
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.0)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.0)
     fp32, _ = step(model, images(8), torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16, _ = step(model, images(8), torch.Generator().manual_seed(0))

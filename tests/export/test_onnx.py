@@ -1,12 +1,13 @@
 import contextlib
 import io
+import json
 
 import pytest
 import torch
 
 from fastdec.cli.main import main
 from fastdec.eval.bench import compare, parse_setting
-from fastdec.sampling.multiscale import stage_noises
+from fastdec.sampling.sampler import stage_noises
 from tests.conftest import images, tiny_tokenizer
 
 pytest.importorskip("onnxruntime")
@@ -53,8 +54,11 @@ def test_onnxruntime_matches_pytorch_within_1e3(exported):
     z = latents(model, n=6, seed=1)
     with torch.no_grad():
         expected = model.decode(z, seeds=range(10, 16))
-    got = OnnxDecoder(path, threads=1).decode(z, seeds=range(10, 16))
+    decoder = OnnxDecoder(path, threads=1)
+    got = decoder.decode(z, seeds=range(10, 16))
     assert got.shape == (6, 3, 16, 16) and got.dtype == torch.float32
+    meta = json.loads(decoder.session.get_modelmeta().custom_metadata_map["fastdec_config"])
+    assert meta == json.loads(model.config.to_json(export=True)) and set(meta) == {"model", "sample"}
     assert (got - expected).abs().max() <= 1e-3
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample, stage_projection, stage_specs
+from fastdec.diffusion.pyramid import Pyramid, downsample
 from fastdec.losses.flow_matching import FlowMatchingLoss
 
 
@@ -27,8 +27,9 @@ class OracleDecoder(ImageSpace):
 
     def predict(self, x_t, t_loc, z, stage, prior_image=None):
         x_end = downsample(z, 2 ** (self.num_stages - 1 - stage.index))
-        project = stage_projection(stage)
-        v = path.velocity_from_clean(x_t, x_end, t_loc, stage.start, stage.end, project, min_noise=0.0)
+        v = path.velocity_from_clean(
+            x_t, x_end, t_loc, stage.start, stage.end, stage.projection, min_noise=0.0
+        )
         return v, x_end
 
 
@@ -36,7 +37,7 @@ class OracleDecoder(ImageSpace):
 @pytest.mark.parametrize("bias", [None, -3.0])
 def test_loss_is_zero_for_true_velocity(num_stages, bias):
     x = torch.rand(12, 3, 16, 16, dtype=torch.float64) * 2 - 1
-    loss_fn = FlowMatchingLoss(stage_specs(16, num_stages), sigmoid_bias=bias)
+    loss_fn = FlowMatchingLoss(Pyramid(16, num_stages), sigmoid_bias=bias)
     loss, terms = loss_fn(OracleDecoder(num_stages), x, x, torch.Generator().manual_seed(0))
     assert loss.shape == (12,)
     assert loss.abs().max() < 1e-12
@@ -49,7 +50,7 @@ def test_loss_positive_and_finite_for_wrong_velocity():
         def predict(self, x_t, t_loc, z, stage, prior_image=None):
             return torch.zeros_like(x_t), torch.zeros_like(x_t)
 
-    loss_fn = FlowMatchingLoss(stage_specs(16, 3), sigmoid_bias=-3.0, t_sampling="uniform")
+    loss_fn = FlowMatchingLoss(Pyramid(16, 3), sigmoid_bias=-3.0, t_sampling="uniform")
     loss, _ = loss_fn(Zero(), x, x, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss).all() and (loss > 0).all()
 
@@ -62,11 +63,11 @@ def test_perceptual_start_stage_selects_samples():
         return torch.ones(a.shape[0])
 
     x = torch.rand(6, 3, 16, 16) * 2 - 1
-    loss_fn = FlowMatchingLoss(stage_specs(16, 3), perceptual=perceptual, perceptual_start_stage=1)
+    loss_fn = FlowMatchingLoss(Pyramid(16, 3), perceptual=perceptual, perceptual_start_stage=1)
     loss_fn(OracleDecoder(3), x, x, torch.Generator().manual_seed(0))
     assert calls == [8, 16]
     calls.clear()
-    FlowMatchingLoss(stage_specs(16, 3), perceptual=perceptual)(
+    FlowMatchingLoss(Pyramid(16, 3), perceptual=perceptual)(
         OracleDecoder(3), x, x, torch.Generator().manual_seed(0)
     )
     assert calls == [16]
@@ -82,6 +83,6 @@ def test_no_nan_at_the_ends_of_every_stage(monkeypatch, t_value, parameterizatio
     model = tiny_tokenizer("model.num_stages=2", f"model.parameterization={parameterization}")
     x = torch.rand(4, 3, 16, 16) * 2 - 1
     for space in ("v", "x"):
-        loss_fn = FlowMatchingLoss(model.stages, sigmoid_bias=-3.0, loss_space=space)
+        loss_fn = FlowMatchingLoss(model.pyramid, sigmoid_bias=-3.0, loss_space=space)
         loss, _ = loss_fn(model.decoder, x, model.encode(x), torch.Generator().manual_seed(0))
         assert torch.isfinite(loss).all()

@@ -64,7 +64,7 @@ def test_prior_computed_once_per_decode_changes_nothing(tmp_path):
 def test_training_moves_only_the_diffusion_net(tmp_path):
     _, teacher = _teacher(tmp_path)
     teacher.train()
-    step = TokenizerStep(FlowMatchingLoss(teacher.stages, loss_space="x"), cfg_dropout=0.0)
+    step = TokenizerStep(FlowMatchingLoss(teacher.pyramid, loss_space="x"), cfg_dropout=0.0)
     loss, _ = step(teacher, images(8), torch.Generator().manual_seed(0))
     loss.mean().backward()
     for name, p in teacher.named_parameters():

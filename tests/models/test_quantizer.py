@@ -85,7 +85,7 @@ def test_bad_quantizer_settings(bad):
 
 def test_vq_training_step_reaches_encoder_and_codebook_and_logs_terms():
     model = tiny_tokenizer(*VQ).train()
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.5)
     loss, terms = step(model, images(8), torch.Generator().manual_seed(1))
     assert loss.shape == (8,)
     assert {"vq_loss", "codebook_usage", "perplexity"} <= set(terms)
@@ -98,7 +98,7 @@ def test_vq_training_step_reaches_encoder_and_codebook_and_logs_terms():
 
 def test_continuous_training_step_is_unchanged_by_the_hook():
     model = tiny_tokenizer()
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.5)
     loss, terms = step(model, images(4), torch.Generator().manual_seed(1))
     assert "vq_loss" not in terms
     z = model.encoder(images(4))

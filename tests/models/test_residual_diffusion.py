@@ -55,7 +55,7 @@ def test_an_oracle_of_the_residual_decodes_the_true_image(num_stages):
 def test_the_flow_loss_targets_the_scaled_residual():
     tok, truth, z, _ = _residual_tokenizer(3)
     loss = FlowMatchingLoss(
-        tok.stages, loss_space="x", perceptual=lambda a, b: (a - b).pow(2).mean((1, 2, 3))
+        tok.pyramid, loss_space="x", perceptual=lambda a, b: (a - b).pow(2).mean((1, 2, 3))
     )
     with torch.no_grad():
         value, terms = loss(tok.decoder, truth, z, torch.Generator().manual_seed(0))

@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from fastdec.diffusion.timesteps import euler_grid
+from fastdec.diffusion.timesteps import euler_schedule
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.presets import resolve
-from fastdec.sampling.euler import euler_solve
-from fastdec.sampling.multiscale import multiscale_sample, stage_noises
+from fastdec.sampling.sampler import stage_noises
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.steps import TokenizerStep
 from tests.conftest import images, tiny_tokenizer
@@ -26,7 +25,7 @@ VARIANTS = [
 @pytest.mark.parametrize("overrides", VARIANTS)
 def test_gradient_reaches_every_parameter(overrides):
     model = tiny_tokenizer(*overrides).train()
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.5)
     loss, _ = step(model, images(8), torch.Generator().manual_seed(1))
     loss.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -52,6 +51,39 @@ def test_save_load_gives_identical_decode(tmp_path):
     z = model.encode(images(2))
     assert torch.equal(loaded.encode(images(2)), z)
     assert torch.equal(loaded.decode(z, steps=2), model.decode(z, steps=2))
+
+
+def test_exports_keep_the_model_and_sample_sections_only(tmp_path):
+    """Training settings stay in the run directory; an export of an older version that still holds them
+    loads as before (the bundled models are such exports)."""
+    import dataclasses
+    import json
+
+    from fastdec.hub import pack
+
+    overrides = ("sample.steps=3/2", "train.lr=0.01", "train.data=my-folder", "distill.teacher_steps=5")
+    model = tiny_tokenizer("model.num_stages=2", *overrides)
+    model.save_pretrained(tmp_path / "m")
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
+    assert stored == {"model": dataclasses.asdict(model.config.model), "sample": {"guidance": 1.0,
+                      "steps": [3, 2], "temperature": model.config.sample.temperature}}  # fmt: skip
+    loaded = Tokenizer.from_pretrained(tmp_path / "m")
+    assert (loaded.config.model, loaded.config.sample) == (model.config.model, model.config.sample)
+    assert loaded.config.train.lr != 0.01 and loaded.config.distill.teacher_steps == 8  # defaults
+    old = tmp_path / "old"  # the same export as an older version wrote it: every section
+    old.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (old / name).write_bytes((tmp_path / "m" / name).read_bytes())
+    payload = json.loads((old / "config.json").read_text())
+    payload["config"] = model.config.to_dict()
+    (old / "config.json").write_text(json.dumps(payload))
+    legacy = Tokenizer.from_pretrained(old)
+    assert legacy.config == model.config and legacy.config.train.lr == 0.01
+    z = model.encode(images(2))
+    assert torch.equal(legacy.decode(z), model.decode(z))
+    pack(old, tmp_path / "packed", half=False)  # packing drops the training sections, keeps the data
+    packed = json.loads((tmp_path / "packed" / "config.json").read_text())
+    assert set(packed["config"]) == {"model", "sample"} and packed["meta"]["data"] == "my-folder"
 
 
 def test_nfe_counts_guidance_and_stages():
@@ -108,11 +140,18 @@ def test_onepass_decoder_is_one_deterministic_call(tmp_path):
     overrides = ["model.decoder=onepass", "model.cfg_dropout=0", "model.parameterization=x", "train.steps=2"]
     export = train_tokenizer(resolve("tiny", overrides), tmp_path, progress=False)
     model = Tokenizer.from_pretrained(export)
+    assert model.meta["data"] == "photos"  # the training data, for `fastdec distill` (no train section)
     z = model.encode(images(2))
-    assert model.nfe() == 1
-    assert torch.equal(model.decode(z, seeds=[1, 2]), model.decode(z, seeds=[3, 4]))
-    with pytest.raises(ValueError, match="no steps"):
-        model.decode(z, steps=4)
+    assert model.nfe() == 1 and model.settings(temperature=1.0).steps == (1,)
+    out = model.decode(z, seeds=[1, 2])
+    assert torch.equal(out, model.decode(z, seeds=[3, 4], steps=1, guidance=1.0, temperature=1.0))
+    # one sampler step from zero at t = 1 is the network's clean estimate there (docs/method.md §10)
+    with torch.no_grad():
+        clean = model.decoder.predict(torch.zeros(2, 3, 16, 16), torch.ones(2), z, model.stages[0])[1]
+    assert torch.equal(out, clean)
+    for setting in ({"steps": 4}, {"guidance": 2.0}, {"temperature": 0.5}, {"total_steps": 2}):
+        with pytest.raises(ValueError, match="no steps"):
+            model.decode(z, **setting)
     with pytest.raises(ValueError, match="one stage"):
         Tokenizer(resolve("tiny", ["model.decoder=onepass", "model.num_stages=2"]))
 
@@ -128,7 +167,7 @@ def test_prior_cond_feeds_the_pca_decode_to_the_decoder():
         Tokenizer(resolve("tiny", ["model.prior_cond=true"]))
     model = tiny_tokenizer(*overrides).train()
     model.init_linear_skip(images(64, seed=1))
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.5)
     loss, _ = step(model, images(8), torch.Generator().manual_seed(1))
     loss.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -156,13 +195,10 @@ def test_temperature_scales_every_noise_draw():
     frozen = model.decode(z, steps=2, temperature=0.0, seeds=[1, 2])
     assert torch.equal(frozen, model.decode(z, steps=2, temperature=0.0, seeds=[3, 4]))
 
-    # tau scales the seeded draws: the same decode as a sampler fed tau * noise by hand.
-    def solve(stage, x):
-        return euler_solve(model.velocity_fn(z, stage, 1.0), x, euler_grid(2))
-
+    # tau scales the seeded draws: the same decode as the sampler fed tau * noise by hand.
     noises = [0.5 * n for n in stage_noises([0, 1], model.stages)]
-    by_hand = multiscale_sample(model.stages, solve, noises, gamma=model.config.model.gamma)
-    torch.testing.assert_close(model.decode(z, steps=2, temperature=0.5), by_hand, rtol=0, atol=1e-6)
+    by_hand = model.decode_noises(z, noises, euler_schedule((2, 2)))
+    assert torch.equal(model.decode(z, steps=2, temperature=0.5), by_hand)
     assert model.nfe(steps=2, temperature=0.5) == model.nfe(steps=2)
     with pytest.raises(ValueError, match="temperature"):
         model.decode(z, steps=2, temperature=-0.1)

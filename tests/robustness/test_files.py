@@ -2,6 +2,7 @@
 corrupted exports, training states and images. Every case ends in a ValueError naming the file (or a
 documented success), never in another exception type."""
 
+import dataclasses
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastdec.config import TrainConfig
 from fastdec.data.folder import ImageFolder
 from fastdec.io import CONFIG_NAME, WEIGHTS_NAME, load_export, save_export
 from fastdec.tokenizer import Tokenizer
@@ -42,7 +44,9 @@ def parts(export_dir):
 
 
 def edited(payload: dict, section: str, **values) -> dict:
-    config = {**payload["config"], section: {**payload["config"][section], **values}}
+    """``payload`` with ``values`` set in a config section; a train or distill section (which exports of
+    older versions held) is added if missing."""
+    config = {**payload["config"], section: {**payload["config"].get(section, {}), **values}}
     return {**payload, "config": config}
 
 
@@ -214,7 +218,7 @@ def test_random_config_files(parts, tmp_path, data):
 @given(section=st.sampled_from(["model", "sample", "train"]), key_index=st.integers(0, 40), value=JSON)
 def test_random_config_values(parts, tmp_path, section, key_index, value):
     tensors, payload = parts
-    keys = sorted(payload["config"][section])
+    keys = sorted(payload["config"].get(section) or dataclasses.asdict(TrainConfig()))
     save_export(tmp_path, tensors, edited(payload, section, **{keys[key_index % len(keys)]: value}))
     model = expect_named_error(lambda: Tokenizer.from_pretrained(tmp_path), tmp_path, allow_success=True)
     assert model is None or isinstance(model, Tokenizer)

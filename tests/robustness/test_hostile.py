@@ -248,7 +248,11 @@ HOSTILE_CONFIGS = {
     "10**6 stages": (lambda p: p["config"]["model"].update(num_stages=10**6), "model.num_stages"),
     "a 401-digit width": (lambda p: p["config"]["model"].update(dec_width=10**400), "model.dec_width"),
     "an unknown top-level key": (lambda p: p.update(extra=1), "unknown top-level keys ['extra']"),
-    "a bogus string option": (lambda p: p["config"]["train"].update(t_sampling="bogus"), "train.t_sampling"),
+    # an export of an older version still holds a train section: it is checked as well
+    "a bogus string option": (
+        lambda p: p["config"].setdefault("train", {}).update(t_sampling="bogus"),
+        "train.t_sampling",
+    ),  # fmt: skip
 }
 
 
@@ -449,10 +453,10 @@ def test_5_a_folder_2000_levels_deep_is_a_clear_error(capsys, export_dir, tmp_pa
 # 6. Arguments --------------------------------------------------------------------------------------
 
 BAD_DECODE_ARGUMENTS = {
-    "guidance that overflows": (["--guidance", "1e308"], "--guidance must be <= 100, got 1e+308"),
-    "10**9 steps": (["--steps", str(10**9)], "--steps must be <= 10000, got (1000000000,)"),
-    "10**9 total steps": (["--total-steps", str(10**9)], "--total-steps must be <= 10000"),
-    "steps and total steps": (["--steps", "2", "--total-steps", "4"], "--steps and --total-steps"),
+    "guidance that overflows": (["--guidance", "1e308"], "guidance must be <= 100, got 1e+308"),
+    "10**9 steps": (["--steps", str(10**9)], "steps must be <= 10000, got (1000000000,)"),
+    "10**9 total steps": (["--total-steps", str(10**9)], "total_steps must be <= 10000"),
+    "steps and total steps": (["--steps", "2", "--total-steps", "4"], "give steps ((2,)) or total_steps (4)"),
 }
 
 
@@ -469,7 +473,7 @@ def test_6_a_seed_past_64_bits_names_the_option(capsys, export_dir):
 
 BAD_TRAINING_ARGUMENTS = {
     "a 10**9 width": ("model.dec_width=1000000000", "model.dec_width must be <= 16384, got 1000000000"),
-    "two step counts for one stage": ("sample.steps=4,2", "has 2 step counts for model.num_stages=1"),
+    "two step counts for one stage": ("sample.steps=4/2", "has 2 step counts for model.num_stages=1"),
     "a bogus t_sampling": ("train.t_sampling=bogus", "train.t_sampling must be one of 'logit_normal'"),
     "steps that are not a number": ("train.steps=abc", "train.steps expects an integer, got 'abc'"),
     "a seed past 64 bits": (f"train.seed={2**70}", "train.seed must be <= 9223372036854775807"),

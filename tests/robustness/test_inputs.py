@@ -160,8 +160,10 @@ BAD_SETTINGS = {
     "steps for 3 stages": ({"steps": (1, 1, 1)}, "3 step counts for 2 stages"),
     "fractional steps": ({"steps": 2.5}, "steps must be an integer"),
     "steps as text": ({"steps": "4"}, "steps must be an integer"),
-    "zero total steps": ({"total_steps": 0}, "fewer than the 2 stages"),
-    "negative total steps": ({"total_steps": -4}, "fewer than the 2 stages"),
+    "zero total steps": ({"total_steps": 0}, "total_steps must be >= 1, got 0"),
+    "negative total steps": ({"total_steps": -4}, "total_steps must be >= 1, got -4"),
+    "total steps below the stages": ({"total_steps": 1}, "fewer than the 2 stages"),
+    "steps and total steps": ({"steps": 2, "total_steps": 4}, "not both"),
     "fractional total steps": ({"total_steps": 4.0}, "total_steps must be an integer"),
     "NaN guidance": ({"guidance": math.nan}, "guidance must be finite"),
     "inf guidance": ({"guidance": math.inf}, "guidance must be finite"),
@@ -246,7 +248,7 @@ def test_every_valid_config_still_loads():
 def test_out_of_range_overrides_are_named():
     for override, message in [("train.lr=-1", "train.lr must be > 0, got -1.0"),
                               ("train.beta2=1", "train.beta2 must be < 1, got 1.0"),
-                              ("sample.steps=2,0", r"sample.steps must be >= 1, got \(2, 0\)"),
+                              ("sample.steps=2/0", r"sample.steps must be >= 1, got \(2, 0\)"),
                               ("train.grad_clip=nan", "train.grad_clip must be finite")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             resolve("tiny", [override])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastdec.diffusion.pyramid import downsample, stage_projection
+from fastdec.diffusion.pyramid import downsample
 from tests.conftest import images, tiny_tokenizer
 
 
@@ -44,7 +44,7 @@ def test_an_oracle_decodes_the_true_image(stages, steps):
     per_stage = steps if len(steps) == 1 else steps + (1,) * (stages - len(steps))
     tok, truth, out = _oracle_decode(stages, per_stage)
     torch.testing.assert_close(out, truth, atol=1e-5, rtol=0)
-    assert tok.decoder.net.calls == sum(tok.decode_steps(per_stage, None))
+    assert tok.decoder.net.calls == sum(tok.settings(steps=per_stage).steps)
 
 
 def _block_correlation(eps: torch.Tensor) -> float:
@@ -60,7 +60,7 @@ def test_every_stage_starts_on_its_path_with_white_noise(published_sign):
     for stage in tok.stages[1:]:
         x_end = downsample(truth, 32 // stage.resolution)
         b = stage.start
-        eps = (starts[stage.resolution] - (1 - b) * stage_projection(stage)(x_end)) / b
+        eps = (starts[stage.resolution] - (1 - b) * stage.projection(x_end)) / b
         assert abs(float(eps.mean())) < 0.03 and abs(float(eps.std()) - 1) < 0.03
         correlation = _block_correlation(eps)
         if published_sign:  # the published code's sign: correlated noise that training never sees

@@ -3,8 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample, global_time, stage_projection
+from fastdec.diffusion.pyramid import downsample
 from fastdec.losses.distillation import DistillationLoss
 from fastdec.models.discriminator import Discriminator
 from fastdec.presets import resolve
@@ -91,11 +90,11 @@ def test_teacher_starts_on_the_stage_path_it_is_told(path_noise):
         stage = teacher.stages[k]
         x_u, tau = recorded[0]
         x_u = x_u[:64]  # guided calls batch cond and null
-        torch.testing.assert_close(tau[:64], global_time(stage, torch.full((64,), u)))
+        torch.testing.assert_close(tau[:64], stage.global_time(torch.full((64,), u)))
         x_end = downsample(outputs[-1].detach(), 2 ** (1 - k))
-        project = stage_projection(stage)
+        project = stage.projection
         x_start = project(x_end) if project else x_end
-        a, c, d = path.coefficients(u, stage.start, stage.end)
+        a, c, d = stage.coefficients(u)
         residual = (x_u - a * x_end - c * x_start) / d  # the path's noise
         if path_noise == "fresh":  # fresh N(0, 1) noise
             assert abs(residual.mean()) < 0.05 and abs(residual.std() - 1) < 0.05
@@ -133,3 +132,23 @@ def test_student_noise_targets_of_the_student_itself_are_its_own_outputs():
             k, targets = loss.teacher_targets(z, outputs, noises, torch.Generator().manual_seed(seed), inputs)
             for s, t in zip(outputs[k:], targets, strict=True):
                 torch.testing.assert_close(s, t, atol=1e-5, rtol=1e-5)
+
+
+def test_distill_trains_on_the_teachers_data_by_default(tmp_path, capsys):
+    """The export's meta names its training data (it keeps no train section); an export of an older
+    version names it in its train section."""
+    import json
+
+    from fastdec.cli.main import main
+
+    teacher = tiny_tokenizer(*S2)
+    teacher.save_pretrained(tmp_path / "new", meta={"data": "folder-a"})
+    old = tiny_tokenizer(*S2, "train.data=folder-b")
+    old.save_pretrained(tmp_path / "old")
+    payload = json.loads((tmp_path / "old" / "config.json").read_text())
+    payload["config"] = old.config.to_dict()  # every section, as exports used to be written
+    (tmp_path / "old" / "config.json").write_text(json.dumps(payload))
+    for name, data in (("new", "folder-a"), ("old", "folder-b")):
+        capsys.readouterr()
+        assert main(["distill", "--teacher", str(tmp_path / name), "--dry-run"]) == 0
+        assert json.loads(capsys.readouterr().out)["train"]["data"] == data

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fastdec.cli.main import main
-from fastdec.diffusion.pyramid import stage_specs
+from fastdec.diffusion.pyramid import Pyramid
 from fastdec.losses.draws import SampleDraws
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.presets import resolve
@@ -128,7 +128,7 @@ def test_gradient_accumulation_matches_one_batch(tmp_path):
 
 def test_a_split_batch_draws_and_loses_what_the_whole_batch_does():
     model = tiny_tokenizer("model.num_stages=2").train()
-    step = TokenizerStep(FlowMatchingLoss(model.stages), cfg_dropout=0.5)
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid), cfg_dropout=0.5)
     x = images(6)
     whole, _ = step(model, x, SampleDraws.for_step(3, 7, range(6)))
     parts = [step(model, x[i : i + 2], SampleDraws.for_step(3, 7, range(i, i + 2)))[0] for i in (0, 2, 4)]
@@ -140,12 +140,18 @@ def test_a_split_batch_draws_and_loses_what_the_whole_batch_does():
 def test_stages_follow_the_global_index():
     seen = []
 
-    class Recorder:
-        def predict(self, x_t, t_loc, z, stage):
+    class Recorder:  # a decoder without a prior that diffuses the image (the loss's view)
+        def prior_image(self, z):
+            return None
+
+        def to_target(self, images, prior):
+            return images
+
+        def predict(self, x_t, t_loc, z, stage, prior_image=None):
             seen.append((stage.index, x_t.shape[0]))
             return torch.zeros_like(x_t), torch.zeros_like(x_t)
 
-    loss = FlowMatchingLoss(stage_specs(16, 3))
+    loss = FlowMatchingLoss(Pyramid(16, 3))
     loss(Recorder(), images(2), torch.zeros(2, 4, 4), SampleDraws.for_step(0, 0, [4, 5]))
     assert seen == [(1, 1), (2, 1)]  # global samples 4 and 5 of any batch: stages 4 % 3 and 5 % 3
 

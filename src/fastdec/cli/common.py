@@ -2,12 +2,12 @@
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from fastdec.io import atomic_write_text
+from fastdec.sampling.settings import OPTIONS, DecodeSettings
 
 
 def add_run_args(parser: argparse.ArgumentParser, example: str) -> None:
@@ -29,24 +29,8 @@ def positive_int(text: str) -> int:
 
 
 def positive_ints(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers >= 1, e.g. ``4,2,1``."""
+    """argparse type: comma-separated integers >= 1, e.g. ``32,64,128``."""
     return tuple(positive_int(v) for v in text.split(","))
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a float that is not NaN or inf."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def seed(text: str) -> int:
@@ -92,13 +76,13 @@ def add_decode_args(parser: argparse.ArgumentParser) -> None:
 def add_decode_settings(parser: argparse.ArgumentParser) -> None:
     """Steps, guidance, seed, batch size and device of a decode."""
     parser.add_argument(
-        "--steps", type=positive_ints, default=None,
-        help="Euler steps per stage: one number for every stage, or one per stage (e.g. 4,2,1)",
+        "--steps", default=None,
+        help="Euler steps per stage: one number for every stage, or one per stage (e.g. 4/2/1)",
     )  # fmt: skip
-    parser.add_argument("--total-steps", type=positive_int, default=None, help="split T steps over stages")
-    parser.add_argument("--guidance", type=finite_float, default=None, help="CFG weight (1 = off)")
+    parser.add_argument("--total-steps", default=None, help="split T steps over stages")
+    parser.add_argument("--guidance", default=None, help="CFG weight (1 = off)")
     parser.add_argument(
-        "--temperature", type=non_negative_float, default=None,
+        "--temperature", default=None,
         help="scale of the sampler's noise: 1 = the trained distribution, 0 = deterministic",
     )  # fmt: skip
     parser.add_argument("--seed", type=seed, default=0, help="image i decodes with seed + i")
@@ -113,26 +97,10 @@ def autocast_dtype(args):
 
 
 def decode_settings(args) -> dict:
-    """The decode keywords the options ask for, checked against the ranges of the config's ``sample``
-    fields (:func:`fastdec.config.check_value`) before any work."""
-    from fastdec.config import check_value
-
-    if args.steps is not None and args.total_steps is not None:
-        raise ValueError("--steps and --total-steps both set the steps: give one of them")
-    for option, key in [("steps", "steps"), ("total_steps", "steps"), ("guidance", "guidance"),
-                        ("temperature", "temperature")]:  # fmt: skip
-        if getattr(args, option) is not None:
-            check_value(f"sample.{key}", getattr(args, option), name=f"--{option.replace('_', '-')}")
-    out = {}
-    if args.steps is not None:
-        out["steps"] = args.steps
-    if args.total_steps is not None:
-        out["total_steps"] = args.total_steps
-    if args.guidance is not None:
-        out["guidance"] = args.guidance
-    if args.temperature is not None:
-        out["temperature"] = args.temperature
-    return out
+    """The decode keywords that the options ask for, parsed and checked as one
+    :class:`fastdec.sampling.settings.DecodeSettings` before any work."""
+    options = {key: getattr(args, key) for key in OPTIONS if getattr(args, key) is not None}
+    return DecodeSettings.parse(options).keywords()
 
 
 def model_resolution(model) -> int:

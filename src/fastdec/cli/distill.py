@@ -18,9 +18,11 @@ def run(args):
     from fastdec.tokenizer import Tokenizer
     from fastdec.training.distributed import is_main_process
 
-    teacher = Tokenizer.from_pretrained(args.teacher).config  # the whole export is checked up front
-    defaults = TrainConfig(data=teacher.train.data, steps=1000, batch_size=32, lr=1e-4, warmup_steps=50)
-    base = dataclasses.replace(teacher, train=defaults)
+    teacher = Tokenizer.from_pretrained(args.teacher)  # the whole export is checked up front
+    # the teacher's training data: its meta records it (an export of an older version, its train section)
+    data = teacher.meta.get("data", teacher.config.train.data)
+    defaults = TrainConfig(data=data, steps=1000, batch_size=32, lr=1e-4, warmup_steps=50)
+    base = dataclasses.replace(teacher.config, train=defaults)
     if any(o.startswith("model.") for o in args.overrides):
         raise ValueError("the student's model section is the teacher's; only train.*/distill.* may be set")
     config = resolve(base, args.overrides)

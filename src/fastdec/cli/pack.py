@@ -15,7 +15,7 @@ def add_parser(p):
     p.add_argument("--note", default="", help="recorded in the export's meta as 'training'")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="sample.KEY=VALUE",
-        help="default decode setting shipped with the model, e.g. sample.steps=4,4,4 (repeatable)",
+        help="default decode setting shipped with the model, e.g. sample.steps=4/4/4 (repeatable)",
     )  # fmt: skip
 
 

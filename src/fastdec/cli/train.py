@@ -11,19 +11,17 @@ def add_parser(p):
 
 def run(args):
     from fastdec.training.distributed import is_main_process
+    from fastdec.training.train import check_run, train_tokenizer
 
     config = resolve(args.preset, args.overrides)
     check_config(config)
-    if config.model.prior == "onepass" and not config.train.prior_from:
-        raise ValueError("model.prior='onepass' needs train.prior_from=<a trained one-pass export>")
+    check_run(config)
     if is_main_process():  # under torchrun every process runs this command
         print(config.to_json())
     if args.dry_run:
         return 0
     if not args.run:
         raise ValueError("--run DIR is required to train")
-    from fastdec.training.train import train_tokenizer
-
     export = train_tokenizer(config, args.run, progress=not args.no_progress)
     if is_main_process():
         print(f"exported {export}")

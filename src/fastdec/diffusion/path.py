@@ -22,28 +22,49 @@ def _bcast(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
 
 
-def interpolate(x: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
-    """``x_t = (1 - t) x + t eps``; t a float or (B,)."""
-    t = _bcast(t, x)
-    return (1 - t) * x + t * eps
-
-
-def velocity_target(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """``v = eps - x``."""
-    return eps - x
-
-
 def coefficients(t, start: float = 1.0, end: float = 0.0):
-    """Stage path coefficients (a, c, d) with ``x_t = a x_end + c x_start + d eps``."""
+    """Stage path coefficients (a, c, d) with ``x_t = a x_end + c x_start + d eps``; t a float or a tensor."""
     a = (1 - t) * (1 - end)
     c = t * (1 - start)
     d = (1 - t) * end + t * start
     return a, c, d
 
 
-def noise_level(t, start: float = 1.0, end: float = 0.0):
-    """The noise coefficient d of x_t on a stage path (== t on the plain path)."""
-    return coefficients(t, start, end)[2]
+def _coefficients(t, start: float, end: float, like: torch.Tensor):
+    """(a, c, d) broadcastable against ``like``: Python floats for a float t, else tensors computed in
+    t's dtype and cast to ``like``'s, one value per sample for a (B,) t."""
+    if not torch.is_tensor(t):
+        return coefficients(t, start, end)
+    return tuple(_bcast(v, like) for v in coefficients(t, start, end))
+
+
+def point(x_end, x_start, eps, t, start: float = 1.0, end: float = 0.0) -> torch.Tensor:
+    """``x_t = a x_end + c x_start + d eps``: the point at time t (a float or (B,)) of a stage path."""
+    a, c, d = _coefficients(t, start, end, x_end)
+    return a * x_end + c * x_start + d * eps
+
+
+def velocity(x_end, x_start, eps, start: float = 1.0, end: float = 0.0) -> torch.Tensor:
+    """The constant velocity of a stage path, ``v = (1 - b) x_start - (1 - e) x_end + (b - e) eps``."""
+    return (1 - start) * x_start - (1 - end) * x_end + (start - end) * eps
+
+
+def noise(x_t, x_end, x_start, t, start: float = 1.0, end: float = 0.0, min_noise: float = 0.0):
+    """The eps of :func:`point` given x_t and both clean ends: ``(x_t - a x_end - c x_start) / d``, d
+    floored at ``min_noise``."""
+    a, c, d = _coefficients(t, start, end, x_t)
+    d = d.clamp_min(min_noise) if torch.is_tensor(d) else max(d, min_noise)
+    return (x_t - a * x_end - c * x_start) / d
+
+
+def interpolate(x: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+    """The plain path: ``x_t = (1 - t) x + t eps``; t a float or (B,)."""
+    return point(x, x, eps, t)
+
+
+def velocity_target(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The plain path's velocity ``v = eps - x``."""
+    return velocity(x, x, eps)
 
 
 def velocity_from_clean(
@@ -62,10 +83,9 @@ def velocity_from_clean(
     stays finite at the data end; on the plain path, one Euler step from t to 0 then returns x_end
     exactly whenever t >= min_noise.
     """
-    a, c, d = (_bcast(v, x_t) for v in coefficients(torch.as_tensor(t), start, end))
     x_start = project(x_end) if project is not None else x_end
-    eps = (x_t - a * x_end - c * x_start) / d.clamp_min(min_noise)
-    return (1 - start) * x_start - (1 - end) * x_end + (start - end) * eps
+    eps = noise(x_t, x_end, x_start, t, start, end, min_noise)
+    return velocity(x_end, x_start, eps, start, end)
 
 
 def clean_from_velocity(
@@ -83,8 +103,8 @@ def clean_from_velocity(
     ``(I - P) x_end = (I - P) r / (b (1 - e))`` with r the left side. ``project=None`` means
     ``x_start = x_end``. On the plain path this is ``x_t - t v``.
     """
-    _, _, d = coefficients(torch.as_tensor(t), start, end)
-    r = (start - end) * x_t - _bcast(d, x_t) * v
+    _, _, d = _coefficients(t, start, end, x_t)
+    r = (start - end) * x_t - d * v
     if project is None:  # x_start = x_end
         return r / (start - end)
     if start == 1.0:  # x_start does not enter the path

@@ -14,31 +14,20 @@ data, t = 1 is noise. All randomness comes in as tensors of standard normal nois
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from fastdec.diffusion import path
 
-__all__ = [
-    "Stage",
-    "assign_stages",
-    "block_noise",
-    "downsample",
-    "global_time",
-    "path_coefficients",
-    "renoise",
-    "stage_specs",
-    "stage_targets",
-    "training_pair",
-    "upsample",
-]
+__all__ = ["Pyramid", "Stage", "assign_stages", "block_noise", "downsample", "upsample"]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the pyramid.
+    """One stage of the pyramid and its path (docs/method.md §3.4); build stages with :class:`Pyramid`.
 
     Attributes:
         index: Stage index, 0 = coarsest.
@@ -60,6 +49,72 @@ class Stage:
     renoise_alpha: float
     renoise_beta: float
 
+    def global_time(self, t_loc: Tensor) -> Tensor:
+        """Global time ``tau = tau_lo + (tau_hi - tau_lo) t_loc`` that the network sees (docs/method.md
+        §3.5), any shape and dtype of ``t_loc``.
+
+        Evaluated so that ``t_loc = 0`` gives ``tau_lo`` and ``t_loc = 1`` gives ``tau_hi`` exactly, so
+        neighbouring stages agree bit for bit at their shared boundary.
+        """
+        width = self.tau_hi - self.tau_lo
+        from_lo = self.tau_lo + width * t_loc
+        from_hi = self.tau_hi - width * (1 - t_loc)
+        return torch.where(t_loc < 0.5, from_lo, from_hi)
+
+    def coefficients(self, t_loc):
+        """``(a, c, d)`` of ``x_t = a x_end + c x_start + d eps``, each shaped like ``t_loc`` (a float
+        or a tensor): ``a = (1 - t)(1 - e)``, ``c = t (1 - b)``, ``d = (1 - t) e + t b``."""
+        return path.coefficients(t_loc, self.start, self.end)
+
+    @property
+    def projection(self) -> Callable[[Tensor], Tensor] | None:
+        """``P``: x_end -> x_start (down then nearest up by 2); None for stage 0, which starts from pure
+        noise (so its resolution need not be even)."""
+        if self.index == 0:
+            return None
+        return lambda x: upsample(downsample(x, 2), 2)
+
+    def point(self, x_end: Tensor, x_start: Tensor, noise: Tensor, t_loc) -> Tensor:
+        """``x_t = a x_end + c x_start + d eps`` at local time ``t_loc`` (a float or (B,))."""
+        return path.point(x_end, x_start, noise, t_loc, self.start, self.end)
+
+    def noise(self, x_t: Tensor, x_end: Tensor, x_start: Tensor, t_loc) -> Tensor:
+        """The eps of :meth:`point`: the noise of a state x_t on this path at ``t_loc``."""
+        return path.noise(x_t, x_end, x_start, t_loc, self.start, self.end)
+
+    def training_pair(
+        self, x_end: Tensor, x_start: Tensor, t_loc: Tensor, noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Network input and target velocity (docs/method.md §3.4, §3.6): ``(x_t, v)`` with x_t from
+        :meth:`point` and ``v = (1 - b) x_start - (1 - e) x_end + (b - e) eps = dx_t / dt``.
+
+        Args:
+            x_end: Clean stage-end images, shape (B, C, h, w).
+            x_start: Clean stage-start images, same shape.
+            t_loc: Local times in [0, 1], shape (B,).
+            noise: eps, iid N(0, 1), same shape as ``x_end``.
+        """
+        _check_image(x_end, "x_end")
+        if x_start.shape != x_end.shape or noise.shape != x_end.shape:
+            raise ValueError(
+                f"x_end, x_start, noise must share a shape, got {tuple(x_end.shape)}, "
+                f"{tuple(x_start.shape)}, {tuple(noise.shape)}"
+            )
+        if t_loc.shape != (x_end.shape[0],):
+            raise ValueError(f"t_loc must have shape ({x_end.shape[0]},), got {tuple(t_loc.shape)}")
+        t_loc = t_loc.to(x_end.dtype)
+        return self.point(x_end, x_start, noise, t_loc), path.velocity(
+            x_end, x_start, noise, self.start, self.end
+        )
+
+    def velocity_from_clean(self, x_t: Tensor, x_end: Tensor, t_loc: Tensor) -> Tensor:
+        """The velocity that a clean stage-end estimate implies (docs/method.md §5)."""
+        return path.velocity_from_clean(x_t, x_end, t_loc, self.start, self.end, self.projection)
+
+    def clean_from_velocity(self, x_t: Tensor, v: Tensor, t_loc: Tensor) -> Tensor:
+        """The clean stage end that a velocity implies (docs/method.md §5)."""
+        return path.clean_from_velocity(x_t, v, t_loc, self.start, self.end, self.projection)
+
 
 def _check_gamma(gamma: float) -> None:
     # (1 + g) I - g 11^T has eigenvalue 1 - 3g along 11^T: a covariance only for g <= 1/3.
@@ -67,48 +122,8 @@ def _check_gamma(gamma: float) -> None:
         raise ValueError(f"gamma must lie in (0, 1/3] for a valid block covariance, got {gamma}")
 
 
-def stage_specs(resolution: int, num_stages: int, gamma: float = 1 / 3) -> tuple[Stage, ...]:
-    """Builds the S stages: resolutions, noise levels, global time ranges, renoise coefficients.
-
-    Noise levels (docs/method.md §3.3; Pyramid Flow arXiv 2410.05954): ``e_s = 1 - (s+1)/S``,
-    ``b_0 = 1`` and for ``s > 0``, with ``e = e_{s-1}``::
-
-        r = 1 / (sqrt(1 + 1/gamma) e + (1 - e)),   b_s = 1 - r (1 - e)   (= 2e / (1+e) at gamma=1/3)
-
-    Renoising (derivation): the previous stage ends at ``(1-e) x_end_prev + e eps``; after nearest
-    upsampling its noise has per-pixel variance ``e^2`` and within-block covariance ``e^2 11^T``.
-    Adding ``(e / sqrt(gamma)) n_block`` with ``Cov(n_block) = (1+gamma) I - gamma 11^T`` cancels
-    the ``11^T`` part and leaves white noise of variance ``e^2 (1 + 1/gamma)``. Rescaling by
-    ``alpha`` so that signal and noise coefficients sum to one gives ``alpha = r`` (signal
-    ``1 - b_s``, noise std ``b_s``) and ``beta = r e / sqrt(gamma)``; at gamma = 1/3,
-    ``alpha = 1/(1+e)`` and ``beta = sqrt(3) e / (1+e)``. This needs gamma <= 1/3: the block
-    covariance has eigenvalue ``1 - 3 gamma`` along ``11^T`` (docs/method.md §4.2, §4.3).
-
-    Global time: the flow lengths ``b_s - e_s`` are normalised to a partition of [0, 1]; stage 0
-    owns the top piece ``[tau_lo_0, 1]``, the last stage ends at tau = 0, and neighbouring stages
-    share their boundary exactly.
-
-    Args:
-        resolution: Full (last-stage) resolution in pixels; divisible by ``2**(S-1)``.
-        num_stages: S >= 1. S = 1 is the plain single-resolution flow.
-        gamma: Within-block anti-correlation of the renoising noise, in (0, 1/3].
-
-    Returns:
-        S stages, coarsest first.
-
-    Raises:
-        ValueError: If ``num_stages < 1``, ``resolution`` is not divisible by ``2**(S-1)``, or gamma
-            is outside (0, 1/3].
-    """
-    if num_stages < 1:
-        raise ValueError(f"num_stages must be >= 1, got {num_stages}")
-    if resolution < 1 or resolution % 2 ** (num_stages - 1):
-        raise ValueError(
-            f"resolution must be a positive multiple of 2**(num_stages-1) = "
-            f"{2 ** (num_stages - 1)}, got {resolution}"
-        )
-    _check_gamma(gamma)
-
+def _stages(resolution: int, num_stages: int, gamma: float) -> tuple[Stage, ...]:
+    """Noise levels, global time ranges and renoise coefficients of S stages (see :class:`Pyramid`)."""
     ends = [1.0 - (s + 1) / num_stages for s in range(num_stages)]  # e_{S-1} = 0 exactly
     starts, alphas, betas = [1.0], [1.0], [0.0]
     for s in range(1, num_stages):
@@ -138,6 +153,116 @@ def stage_specs(resolution: int, num_stages: int, gamma: float = 1 / 3) -> tuple
         )
         for s in range(num_stages)
     )
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """The S stages of a decoder, with the block noise of the transitions between them.
+
+    Noise levels (docs/method.md §3.3; Pyramid Flow arXiv 2410.05954): ``e_s = 1 - (s+1)/S``,
+    ``b_0 = 1`` and for ``s > 0``, with ``e = e_{s-1}``::
+
+        r = 1 / (sqrt(1 + 1/gamma) e + (1 - e)),   b_s = 1 - r (1 - e)   (= 2e / (1+e) at gamma=1/3)
+
+    Renoising (derivation): the previous stage ends at ``(1-e) x_end_prev + e eps``; after nearest
+    upsampling its noise has per-pixel variance ``e^2`` and within-block covariance ``e^2 11^T``.
+    Adding ``(e / sqrt(gamma)) n_block`` with ``Cov(n_block) = (1+gamma) I - gamma 11^T`` cancels
+    the ``11^T`` part and leaves white noise of variance ``e^2 (1 + 1/gamma)``. Rescaling by
+    ``alpha`` so that signal and noise coefficients sum to one gives ``alpha = r`` (signal
+    ``1 - b_s``, noise std ``b_s``) and ``beta = r e / sqrt(gamma)``; at gamma = 1/3,
+    ``alpha = 1/(1+e)`` and ``beta = sqrt(3) e / (1+e)``. This needs gamma <= 1/3: the block
+    covariance has eigenvalue ``1 - 3 gamma`` along ``11^T`` (docs/method.md §4.2, §4.3).
+
+    Global time: the flow lengths ``b_s - e_s`` are normalised to a partition of [0, 1]; stage 0
+    owns the top piece ``[tau_lo_0, 1]``, the last stage ends at tau = 0, and neighbouring stages
+    share their boundary exactly.
+
+    Iterating a pyramid (``for stage in pyramid``, ``len``, ``pyramid[s]``) goes over its stages.
+
+    Args:
+        resolution: Full (last-stage) resolution in pixels; divisible by ``2**(S-1)``.
+        num_stages: S >= 1. S = 1 is the plain single-resolution flow.
+        gamma: Within-block anti-correlation of the renoising noise, in (0, 1/3].
+        published_sign: Renoise with the published code's block-noise sign (see :func:`block_noise`).
+
+    Raises:
+        ValueError: If ``num_stages < 1``, ``resolution`` is not divisible by ``2**(S-1)``, or gamma
+            is outside (0, 1/3].
+    """
+
+    resolution: int
+    num_stages: int
+    gamma: float = 1 / 3
+    published_sign: bool = False
+    stages: tuple[Stage, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.num_stages < 1:
+            raise ValueError(f"num_stages must be >= 1, got {self.num_stages}")
+        if self.resolution < 1 or self.resolution % 2 ** (self.num_stages - 1):
+            raise ValueError(
+                f"resolution must be a positive multiple of 2**(num_stages-1) = "
+                f"{2 ** (self.num_stages - 1)}, got {self.resolution}"
+            )
+        _check_gamma(self.gamma)
+        object.__setattr__(self, "stages", _stages(self.resolution, self.num_stages, self.gamma))
+
+    def __len__(self) -> int:
+        return self.num_stages
+
+    def __iter__(self):
+        return iter(self.stages)
+
+    def __getitem__(self, index):
+        return self.stages[index]
+
+    def _check_member(self, stage: Stage) -> None:
+        if not 0 <= stage.index < self.num_stages or self.stages[stage.index] != stage:
+            raise ValueError(f"stage {stage.index} ({stage.resolution} px) is not a stage of this pyramid")
+
+    def renoise(self, x_prev: Tensor, stage: Stage, noise: Tensor) -> Tensor:
+        """Stage transition into ``stage``: ``alpha_s up(x_prev) + beta_s n_block`` (docs/method.md §4).
+
+        If ``x_prev`` is the previous stage's end state ``(1 - e_{s-1}) x_end_prev + e_{s-1} eps``, the
+        result is ``(1 - b_s) up(x_end_prev) + b_s eps'`` with white ``eps'``: the stage's training
+        start.
+
+        Args:
+            x_prev: Previous-stage state, shape (B, C, H/2, W/2).
+            stage: The stage being entered, one of this pyramid's with ``stage.index > 0``.
+            noise: iid N(0, 1) at the new stage's shape (B, C, H, W).
+
+        Returns:
+            Stage-start state, shape (B, C, H, W).
+        """
+        if stage.index < 1:
+            raise ValueError(f"renoise enters a stage with index > 0, got index {stage.index}")
+        self._check_member(stage)
+        up = upsample(x_prev)  # (B, C, H, W)
+        if noise.shape != up.shape:
+            raise ValueError(f"noise must have shape {tuple(up.shape)}, got {tuple(noise.shape)}")
+        return stage.renoise_alpha * up + stage.renoise_beta * block_noise(
+            noise, self.gamma, self.published_sign
+        )
+
+    def targets(self, x: Tensor, stage: Stage) -> tuple[Tensor, Tensor]:
+        """Clean end and start images of a stage (docs/method.md §3.4).
+
+        ``x_end = down^(S-1-s)(x)`` and ``x_start = up(down(x_end))``. Stage 0 starts from pure noise
+        (``b_0 = 1``), so its ``x_start`` is multiplied by zero everywhere; it is returned as ``x_end``
+        so that the coarsest resolution need not be even.
+
+        Args:
+            x: Clean full-resolution images, shape (B, C, H, W).
+            stage: One of this pyramid's stages.
+
+        Returns:
+            ``(x_end, x_start)``, each (B, C, H / 2**(S-1-s), W / 2**(S-1-s)).
+        """
+        self._check_member(stage)
+        x_end = downsample(x, 2 ** (self.num_stages - 1 - stage.index))  # (B, C, h, w)
+        project = stage.projection
+        return x_end, x_end if project is None else project(x_end)
 
 
 def _check_image(x: Tensor, name: str = "x") -> None:
@@ -233,141 +358,6 @@ def block_noise(noise: Tensor, gamma: float = 1 / 3, published_sign: bool = Fals
     n = z.reshape(b, c, h // 2, w // 2, 4) @ root.T  # (B, C, h, w, 4), h = H/2; Cov = L L^T
     n = n.reshape(b, c, h // 2, w // 2, 2, 2).permute(0, 1, 2, 4, 3, 5)  # (B, C, h, 2, w, 2)
     return n.reshape(b, c, h, w)
-
-
-def renoise(
-    x_prev: Tensor,
-    stage: Stage,
-    noise: Tensor,
-    gamma: float = 1 / 3,
-    published_sign: bool = False,
-) -> Tensor:
-    """Stage transition into ``stage``: ``alpha_s up(x_prev) + beta_s n_block`` (docs/method.md §4).
-
-    If ``x_prev`` is the previous stage's end state ``(1 - e_{s-1}) x_end_prev + e_{s-1} eps``, the
-    result is ``(1 - b_s) up(x_end_prev) + b_s eps'`` with white ``eps'``: the stage's training
-    start.
-
-    Args:
-        x_prev: Previous-stage state, shape (B, C, H/2, W/2).
-        stage: The stage being entered; ``stage.index > 0``.
-        noise: iid N(0, 1) at the new stage's shape (B, C, H, W).
-        gamma: Must be the gamma that built ``stage`` (checked against its coefficients).
-        published_sign: See ``block_noise``.
-
-    Returns:
-        Stage-start state, shape (B, C, H, W).
-    """
-    if stage.index < 1:
-        raise ValueError(f"renoise enters a stage with index > 0, got index {stage.index}")
-    _check_gamma(gamma)
-    # alpha (1 - e_prev) = 1 - b and beta = alpha e_prev / sqrt(gamma) hold for one gamma only.
-    e_prev = 1.0 - (1.0 - stage.start) / stage.renoise_alpha
-    if not math.isclose(stage.renoise_beta, stage.renoise_alpha * e_prev / math.sqrt(gamma)):
-        raise ValueError(f"stage {stage.index} was not built with gamma={gamma}")
-    up = upsample(x_prev)  # (B, C, H, W)
-    if noise.shape != up.shape:
-        raise ValueError(f"noise must have shape {tuple(up.shape)}, got {tuple(noise.shape)}")
-    return stage.renoise_alpha * up + stage.renoise_beta * block_noise(noise, gamma, published_sign)
-
-
-def stage_projection(stage: Stage):
-    """``P``: x_end -> x_start (down then nearest up by 2) for a stage after the first, else None."""
-    if stage.index == 0:
-        return None
-    return lambda x: upsample(downsample(x, 2), 2)
-
-
-def stage_targets(x: Tensor, stage: Stage, num_stages: int) -> tuple[Tensor, Tensor]:
-    """Clean end and start images of a stage (docs/method.md §3.4).
-
-    ``x_end = down^(S-1-s)(x)`` and ``x_start = up(down(x_end))``. Stage 0 starts from pure noise
-    (``b_0 = 1``), so its ``x_start`` is multiplied by zero everywhere; it is returned as ``x_end``
-    so that the coarsest resolution need not be even.
-
-    Args:
-        x: Clean full-resolution images, shape (B, C, H, W).
-        stage: The stage.
-        num_stages: S, the number of stages ``stage`` belongs to.
-
-    Returns:
-        ``(x_end, x_start)``, each (B, C, H / 2**(S-1-s), W / 2**(S-1-s)).
-    """
-    if not 0 <= stage.index < num_stages:
-        raise ValueError(f"stage index must be in [0, {num_stages}), got {stage.index}")
-    x_end = downsample(x, 2 ** (num_stages - 1 - stage.index))  # (B, C, h, w)
-    project = stage_projection(stage)
-    return x_end, x_end if project is None else project(x_end)
-
-
-def _per_sample(t_loc: Tensor, x: Tensor) -> Tensor:
-    if t_loc.shape != (x.shape[0],):
-        raise ValueError(f"t_loc must have shape ({x.shape[0]},), got {tuple(t_loc.shape)}")
-    return t_loc.to(x.dtype).reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
-
-
-def training_pair(
-    x_end: Tensor, x_start: Tensor, stage: Stage, t_loc: Tensor, noise: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Network input and target velocity on a stage's path (docs/method.md §3.4).
-
-    ``y_end = (1 - e) x_end + e eps``, ``y_start = (1 - b) x_start + b eps`` (one shared eps),
-    ``x_t = (1 - t) y_end + t y_start``, target ``v = y_start - y_end = dx_t / dt``.
-
-    Args:
-        x_end: Clean stage-end images, shape (B, C, h, w).
-        x_start: Clean stage-start images, same shape.
-        stage: The stage.
-        t_loc: Local times in [0, 1], shape (B,).
-        noise: eps, iid N(0, 1), same shape as ``x_end``.
-
-    Returns:
-        ``(x_t, v)``, each (B, C, h, w).
-    """
-    _check_image(x_end, "x_end")
-    if x_start.shape != x_end.shape or noise.shape != x_end.shape:
-        raise ValueError(
-            f"x_end, x_start, noise must share a shape, got {tuple(x_end.shape)}, "
-            f"{tuple(x_start.shape)}, {tuple(noise.shape)}"
-        )
-    t = _per_sample(t_loc, x_end)  # (B, 1, 1, 1)
-    y_end = (1.0 - stage.end) * x_end + stage.end * noise
-    y_start = (1.0 - stage.start) * x_start + stage.start * noise
-    return (1.0 - t) * y_end + t * y_start, y_start - y_end
-
-
-def global_time(stage: Stage, t_loc: Tensor) -> Tensor:
-    """Global time ``tau = tau_lo + (tau_hi - tau_lo) t_loc`` that the network sees (docs/method.md §3.5).
-
-    Evaluated so that ``t_loc = 0`` gives ``tau_lo`` and ``t_loc = 1`` gives ``tau_hi`` exactly, so
-    neighbouring stages agree bit for bit at their shared boundary.
-
-    Args:
-        stage: The stage.
-        t_loc: Local times in [0, 1], any shape.
-
-    Returns:
-        tau, same shape and dtype as ``t_loc``.
-    """
-    width = stage.tau_hi - stage.tau_lo
-    from_lo = stage.tau_lo + width * t_loc
-    from_hi = stage.tau_hi - width * (1 - t_loc)
-    return torch.where(t_loc < 0.5, from_lo, from_hi)
-
-
-def path_coefficients(stage: Stage, t_loc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Coefficients of ``x_t = a x_end + c x_start + d eps`` on a stage's path.
-
-    From ``training_pair``: ``a = (1 - t)(1 - e)``, ``c = t (1 - b)``, ``d = (1 - t) e + t b``.
-
-    Args:
-        stage: The stage.
-        t_loc: Local times, any shape (typically (B,)).
-
-    Returns:
-        ``(a, c, d)``, each shaped like ``t_loc``.
-    """
-    return path.coefficients(t_loc, stage.start, stage.end)
 
 
 def assign_stages(batch_size: int, num_stages: int) -> Tensor:

@@ -1,4 +1,4 @@
-"""Training-time sampling of flow times and sampling-time grids."""
+"""Training-time sampling of flow times and sampling-time grids (docs/method.md §6, §7)."""
 
 import torch
 
@@ -22,21 +22,19 @@ def euler_grid(steps: int, start: float = 1.0) -> torch.Tensor:
     return torch.linspace(start, 0.0, steps + 1)
 
 
-def steps_per_stage(steps, num_stages: int) -> tuple[int, ...]:
-    """Normalise a step setting to one count per stage: an int or a 1-tuple repeats for every stage."""
-    steps = (steps,) if isinstance(steps, int) else tuple(steps)
-    if len(steps) == 1:
-        steps = steps * num_stages
-    if len(steps) != num_stages:
-        raise ValueError(f"got {len(steps)} step counts for {num_stages} stages: {steps}")
-    if any(k < 1 for k in steps):
-        raise ValueError(f"every stage needs at least one step, got {steps}")
-    return steps
+EulerSteps = tuple[tuple[float, float], ...]  # (t, dt) of each Euler step of one stage
 
 
-def split_total_steps(total: int, num_stages: int) -> tuple[int, ...]:
-    """Split a total of T steps over S stages as evenly as possible, extra steps to the coarse stages."""
-    if total < num_stages:
-        raise ValueError(f"total steps {total} is fewer than the {num_stages} stages")
-    base, extra = divmod(total, num_stages)
-    return tuple(base + (1 if s < extra else 0) for s in range(num_stages))
+def euler_steps(steps: int, start: float = 1.0) -> EulerSteps:
+    """The Euler steps of :func:`euler_grid` as plain numbers: ``(t_cur, t_next - t_cur)`` per step, the
+    float32 values of the grid. Plain numbers, so that a traced graph (ONNX export) takes them as
+    constants."""
+    grid = euler_grid(steps, start)
+    return tuple(zip(grid[:-1].tolist(), (grid[1:] - grid[:-1]).tolist(), strict=True))
+
+
+def euler_schedule(steps_per_stage, start: float = 1.0) -> tuple[EulerSteps, ...]:
+    """Per-stage Euler steps for the sampler: ``steps_per_stage[i]`` uniform steps over stage i's local
+    time, the first stage from ``start`` (below 1: continuing from the middle of its path), every later
+    stage from 1."""
+    return tuple(euler_steps(k, start if i == 0 else 1.0) for i, k in enumerate(steps_per_stage))

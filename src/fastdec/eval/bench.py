@@ -1,7 +1,8 @@
 """The comparison table: several decoders and decode settings on the same images and latents.
 
-Each setting is ``MODEL[:key=value,...]`` with keys ``steps`` (``50`` or per stage ``4/2/1``),
-``total_steps``, ``guidance``, ``temperature``, ``label``, and ``backend=onnx`` (decode a one-step
+Each setting is ``MODEL[:key=value,...]`` with the decode options of
+:func:`fastdec.sampling.settings.parse_option` (``steps``: ``50``, or per stage ``4/2/1``;
+``total_steps``, ``guidance``, ``temperature``), ``label``, and ``backend=onnx`` (decode a one-step
 student through onnxruntime, exported on the fly) or ``onnx=FILE`` (through that file of
 ``fastdec export-onnx``).
 Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
@@ -20,12 +21,13 @@ from fastdec.eval.evaluate import evaluate, precision
 from fastdec.eval.flops import count_flops
 from fastdec.eval.metrics import real_features
 from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
+from fastdec.sampling.settings import OPTIONS, DecodeSettings
 
 
 @dataclass
 class Setting:
     model: str
-    decode: dict = field(default_factory=dict)
+    decode: dict = field(default_factory=dict)  # keywords of the model's decode
     label: str = ""
     backend: str = "torch"  # "torch" | "onnx"
     onnx_file: str | None = None  # with backend "onnx": a file of `fastdec export-onnx`, else export now
@@ -39,14 +41,8 @@ def parse_setting(spec: str) -> Setting:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"setting option {item!r} in {spec!r} is not key=value")
-        if key == "steps":
-            decode["steps"] = tuple(int(v) for v in value.split("/"))
-        elif key == "total_steps":
-            decode["total_steps"] = int(value)
-        elif key == "guidance":
-            decode["guidance"] = float(value)
-        elif key == "temperature":
-            decode["temperature"] = float(value)
+        if key in OPTIONS:
+            decode[key] = value
         elif key == "label":
             label = value
         elif key == "backend":
@@ -57,9 +53,12 @@ def parse_setting(spec: str) -> Setting:
             backend, onnx_file = "onnx", value
         else:
             raise ValueError(
-                f"unknown setting option {key!r} in {spec!r}: steps, total_steps, guidance, temperature, "
-                "label, backend, onnx"
+                f"unknown setting option {key!r} in {spec!r}: {', '.join(OPTIONS)}, label, backend, onnx"
             )
+    try:
+        decode = DecodeSettings.parse(decode).keywords()
+    except ValueError as err:
+        raise ValueError(f"{err} (in setting {spec!r})") from None
     return Setting(model, decode, label or spec, backend, onnx_file)
 
 

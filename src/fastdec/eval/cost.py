@@ -70,7 +70,7 @@ def cost_table(
                 base_flops, base_ms = flops, ms
             rows.append({
                 "resolution": res, "stages": s, "setting": name,
-                "steps": list(model.decode_steps(**kw)), "nfe": model.nfe(**kw),
+                "steps": list(model.settings(**kw).steps), "nfe": model.nfe(**kw),
                 "gflops_per_image": flops / 1e9, "decode_ms_per_image": ms,
                 "flops_speedup": base_flops / flops, "time_speedup": base_ms / ms,
                 "predicted_min_speedup": 0.75 * s if name == "split" else 0.75 * total_steps,

@@ -9,11 +9,11 @@ the noise ``Tokenizer.decode`` draws for the same seeds::
     inputs   z (B, L, d), noise_0 (B, 3, r_0, r_0), ..., noise_{S-1} (B, 3, R, R)
     output   images (B, 3, R, R)
 
-The batch axis B is dynamic. The model config is stored in the file's metadata (``fastdec_config``).
+The batch axis B is dynamic. The model and sample sections of the config are stored in the file's
+metadata (``fastdec_config``).
 """
 
 import importlib
-import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from fastdec.config import Config
-from fastdec.diffusion.pyramid import stage_specs
+from fastdec.diffusion.pyramid import Pyramid
+from fastdec.diffusion.timesteps import euler_schedule
 from fastdec.io import atomic_write, parse_json
-from fastdec.sampling.multiscale import multiscale_sample, stage_noises
-from fastdec.tokenizer import _ints
+from fastdec.sampling.sampler import stage_noises
+from fastdec.sampling.settings import DecodeSettings
 
 CONFIG_KEY = "fastdec_config"
 
@@ -44,7 +45,8 @@ def check_student(tokenizer) -> None:
     m = tokenizer.config.model
     if m.decoder != "flow":
         raise ValueError(f"ONNX export covers flow decoders, got decoder={m.decoder!r}")
-    steps, guidance = tokenizer.decode_steps(), tokenizer.config.sample.guidance
+    settings = tokenizer.settings()
+    steps, guidance = settings.steps, settings.guidance
     if any(k != 1 for k in steps) or guidance != 1.0:
         raise ValueError(
             "ONNX export covers one-step students (1 Euler step per stage, guidance 1, as written by "
@@ -56,28 +58,20 @@ class StudentDecode(nn.Module):
     """The one-step student's decode as a module: ``forward(z, *noises) -> images``.
 
     Equal to ``tokenizer.decode(z, seeds=seeds)`` when ``noises = stage_noises(seeds, stages)``: the
-    same driver (:func:`multiscale_sample`) with a stage solver that takes the one Euler step from
-    local time 1 to 0, ``x + (0 - 1) v(x, 1)``.
+    same sampler (:meth:`fastdec.tokenizer.Tokenizer.decode_noises`), one Euler step per stage from
+    local time 1 to 0. The steps are fixed here, as numbers, so that the traced graph holds them as
+    constants.
     """
 
     def __init__(self, tokenizer):
         super().__init__()
         check_student(tokenizer)
         self.tokenizer = tokenizer
+        self.schedule = euler_schedule(tokenizer.settings().steps)
 
     def forward(self, z: torch.Tensor, *noises: torch.Tensor) -> torch.Tensor:
         """z (B, L, d), one noise (B, 3, r_s, r_s) per stage -> images (B, 3, R, R)."""
-        tok, m = self.tokenizer, self.tokenizer.config.model
-        prior = tok.decoder.prior_image(z)  # depends on z only: once per decode
-
-        def solve(stage, x):
-            t = torch.ones_like(x[:, 0, 0, 0])  # (B,) local time 1, the stage start
-            return x - tok.velocity_fn(z, stage, 1.0, prior)(x, t)  # Euler step, dt = 0 - 1
-
-        sample = multiscale_sample(
-            tok.stages, solve, noises, gamma=m.gamma, published_sign=m.published_block_noise
-        )
-        return tok.decoder.to_image(sample, prior)
+        return self.tokenizer.decode_noises(z, noises, self.schedule)
 
 
 def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
@@ -101,8 +95,8 @@ def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
     z = torch.zeros(
         2, m.num_latents, m.latent_dim, device=device
     )  # (B, L, d); B = 2: no size-1 axis baked in
-    noises = stage_noises([0, 1], tokenizer.stages, device=device)
-    names = [f"noise_{s.index}" for s in tokenizer.stages]
+    noises = stage_noises([0, 1], tokenizer.pyramid, device=device)
+    names = [f"noise_{s.index}" for s in tokenizer.pyramid]
     batch = torch.export.Dim("batch")
     dynamic = {"z": {0: batch}, "noises": tuple({0: batch} for _ in names)}
     with torch.no_grad(), warnings.catch_warnings():
@@ -112,7 +106,8 @@ def export_onnx(tokenizer, path: str | Path, *, opset: int = 18) -> Path:
             dynamic_shapes=dynamic, opset_version=opset, dynamo=True, verbose=False,
         )  # fmt: skip
     proto = program.model_proto
-    proto.metadata_props.append(onnx.StringStringEntryProto(key=CONFIG_KEY, value=tokenizer.config.to_json()))
+    config = tokenizer.config.to_json(export=True)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=CONFIG_KEY, value=config))
     path = Path(path)
     atomic_write(path, lambda tmp: onnx.save(proto, tmp, format="protobuf"))
     return path
@@ -153,8 +148,8 @@ class OnnxDecoder:
         self.path = path
         self.config = Config.from_dict(parse_json(meta[CONFIG_KEY], f"{CONFIG_KEY} of {path}"))
         m = self.config.model
-        self.stages = stage_specs(m.resolution, m.num_stages, m.gamma)
-        self.input_names = ["z", *(f"noise_{s.index}" for s in self.stages)]
+        self.pyramid = Pyramid(m.resolution, m.num_stages, m.gamma, m.published_block_noise)
+        self.input_names = ["z", *(f"noise_{s.index}" for s in self.pyramid)]
 
     @property
     def resolution(self) -> int:
@@ -169,12 +164,11 @@ class OnnxDecoder:
             raise ValueError(f"latents must have shape (B, {m.num_latents}, {m.latent_dim}), got {shape}")
         if not z.is_floating_point() or not torch.isfinite(z).all():
             raise ValueError(f"latents must be finite floats, got dtype {z.dtype}")
-        seeds = list(range(z.shape[0])) if seeds is None else list(_ints("seeds", seeds))
+        settings = DecodeSettings(seeds=seeds, temperature=temperature)
+        seeds = range(z.shape[0]) if settings.seeds is None else settings.seeds
         if len(seeds) != z.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {z.shape[0]} latents")
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
-        noises = [temperature * n for n in stage_noises(seeds, self.stages)]  # float32 on the CPU
+        noises = [settings.temperature * n for n in stage_noises(seeds, self.pyramid)]  # float32 on the CPU
         arrays = [t.numpy() for t in (z.detach().float().cpu(), *noises)]
         (images,) = self.session.run(["images"], dict(zip(self.input_names, arrays, strict=True)))
         return torch.from_numpy(images)  # (B, 3, R, R)
@@ -188,7 +182,7 @@ class OnnxTokenizer:
     """
 
     def __init__(self, tokenizer, decoder: OnnxDecoder):
-        if decoder.config.to_dict() != tokenizer.config.to_dict():
+        if decoder.config.to_dict(export=True) != tokenizer.config.to_dict(export=True):
             raise ValueError(f"{decoder.path} was exported from another model than the one given")
         check_student(tokenizer)
         self.tokenizer = tokenizer
@@ -213,14 +207,13 @@ class OnnxTokenizer:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.encode(images)
 
-    def decode(
-        self, z: torch.Tensor, *, seeds=None, steps=None, total_steps=None, guidance=None, temperature=None
-    ):
-        """As ``Tokenizer.decode`` with its default (one-step) settings; other settings are an error."""
-        if (steps, total_steps, guidance) != (None, None, None):
+    def decode(self, z: torch.Tensor, **settings):
+        """As ``Tokenizer.decode`` with its default (one-step) settings: seeds and temperature only."""
+        s = DecodeSettings(**settings)
+        if (s.steps, s.total_steps, s.guidance) != (None, None, None):
             raise ValueError("an ONNX decoder runs the settings it was exported with: no steps or guidance")
-        tau = self.tokenizer.config.sample.temperature if temperature is None else float(temperature)
-        return self.decoder.decode(z, seeds=seeds, temperature=tau).to(z.device)
+        temperature = self.tokenizer.settings(temperature=s.temperature).temperature
+        return self.decoder.decode(z, seeds=s.seeds, temperature=temperature).to(z.device)
 
-    def nfe(self, steps=None, total_steps=None, guidance=None, temperature=None) -> int:
-        return self.tokenizer.nfe(steps, total_steps, guidance)
+    def nfe(self, **settings) -> int:
+        return self.tokenizer.nfe(**settings)

@@ -21,13 +21,10 @@ drawn per sample (:mod:`fastdec.losses.draws`), so a batch split over processes 
 
 import torch
 
-from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import downsample, stage_projection
-from fastdec.diffusion.timesteps import euler_grid
+from fastdec.diffusion.timesteps import euler_schedule
 from fastdec.losses.adversarial import adaptive_weight, generator_hinge
 from fastdec.losses.draws import as_draws
-from fastdec.sampling.euler import euler_solve
-from fastdec.sampling.multiscale import multiscale_sample
+from fastdec.sampling.sampler import sample
 
 
 class DistillationLoss:
@@ -73,23 +70,24 @@ class DistillationLoss:
         self.min_start = min_start
         self.path_noise = path_noise
 
-    def _transitions(self, model):
-        m = model.config.model
-        return {"gamma": m.gamma, "published_sign": m.published_block_noise}
-
     def student_rollout(self, student, z, noises, inputs: list | None = None, prior=None):
         """One call per stage; returns every stage's output (gradients through the whole chain) and
         appends every stage's input state to ``inputs`` if given. ``prior``: the student's
         ``decoder.prior_image(z)`` if computed."""
         outputs = []
-
-        def one_step(stage, x):
-            if inputs is not None:
-                inputs.append(x)
-            return euler_solve(student.velocity_fn(z, stage, 1.0, prior), x, euler_grid(1).to(x))
-
-        multiscale_sample(student.stages, one_step, noises, trace=outputs, **self._transitions(student))
+        sample(
+            lambda stage: student.velocity_fn(z, stage, 1.0, prior), student.pyramid, noises[0], noises[1:],
+            euler_schedule((1,) * len(student.pyramid)), inputs=inputs, outputs=outputs,
+        )  # fmt: skip
         return outputs
+
+    def teacher_schedule(self, first: int, start: float = 1.0):
+        """The teacher's Euler steps from local time ``start`` of stage ``first`` to the end: about
+        ``teacher_steps * start`` on that stage, ``teacher_steps`` on each later one."""
+        later = len(self.teacher.pyramid) - first - 1
+        return euler_schedule(
+            (max(1, round(self.teacher_steps * start)),) + (self.teacher_steps,) * later, start
+        )
 
     @torch.no_grad()
     def teacher_targets(self, z, student_outputs, noises, generator, student_inputs=None):
@@ -97,50 +95,35 @@ class DistillationLoss:
         :class:`~fastdec.losses.draws.SampleDraws` or a plain generator; ``student_inputs``: the
         student's stage input states (needed by ``"stage_path"`` with ``path_noise="student"``)."""
         teacher = self.teacher
-        stages = teacher.stages
+        pyramid = teacher.pyramid
         guided = self.teacher_guidance != 1.0
         prior = teacher.decoder.prior_image(torch.cat([z, teacher.z_null.expand_as(z)]) if guided else z)
 
-        def solve_from(u):
-            def solve(stage, x):
-                start = u if stage is stages[k] else 1.0
-                times = euler_grid(max(1, round(self.teacher_steps * start)), start).to(x)
-                return euler_solve(teacher.velocity_fn(z, stage, self.teacher_guidance, prior), x, times)
+        def teacher_from(k, u, x, later):  # the teacher's decode from x at local time u of stage k
+            outputs = []
+            sample(
+                lambda stage: teacher.velocity_fn(z, stage, self.teacher_guidance, prior), pyramid, x, later,
+                self.teacher_schedule(k, u), first=k, outputs=outputs,
+            )  # fmt: skip
+            return outputs
 
-            return solve
-
-        outputs = []
         if self.target == "trajectory":
-            k = 0
-            multiscale_sample(stages, solve_from(1.0), noises, trace=outputs, **self._transitions(teacher))
-            return k, outputs
+            return 0, teacher_from(0, 1.0, noises[0], noises[1:])
         draws = as_draws(generator, z.shape[0])
-        k = int(torch.randint(len(stages), (1,), generator=draws.batch_generator))
+        k = int(torch.randint(len(pyramid), (1,), generator=draws.batch_generator))
         u = self.min_start + (1 - self.min_start) * float(torch.rand(1, generator=draws.batch_generator))
-        stage = stages[k]
-        final = student_outputs[-1].detach()
-        x_end = downsample(final, 2 ** (len(stages) - 1 - k))  # clean image at stage k's resolution
-        project = stage_projection(stage)
-        x_start = project(x_end) if project is not None else x_end
+        stage = pyramid[k]
+        x_end, x_start = pyramid.targets(student_outputs[-1].detach(), stage)  # at stage k's resolution
         if self.path_noise == "fresh":
             eps = draws.randn(*x_end.shape[1:]).to(x_end)  # (B, 3, r, r)
             later = [draws.randn(*n.shape[1:]).to(n) for n in noises[k + 1 :]]
         else:
             if student_inputs is None:
                 raise ValueError('path_noise="student" needs the student\'s stage inputs')
-            _, c1, d1 = path.coefficients(1.0, stage.start, stage.end)  # the stage input is x_1
-            eps = (student_inputs[k].detach() - c1 * x_start) / d1
+            eps = stage.noise(student_inputs[k].detach(), x_end, x_start, 1.0)  # the stage input is x_1
             later = list(noises[k + 1 :])
-        a, c, d = path.coefficients(u, stage.start, stage.end)
-        x_u = a * x_end + c * x_start + d * eps  # on stage k's path at local time u
-        first = solve_from(u)(stage, x_u)
-        outputs.append(first)
-        if k + 1 < len(stages):
-            multiscale_sample(
-                stages[k + 1 :], solve_from(u), later, previous=first, trace=outputs,
-                **self._transitions(teacher),
-            )  # fmt: skip
-        return k, outputs
+        x_u = stage.point(x_end, x_start, eps, u)  # on stage k's path at local time u
+        return k, teacher_from(k, u, x_u, later)
 
     def __call__(self, student, images, z, noises, generator, discriminator=None):
         """Student loss for images (B, 3, H, W) with latents z and per-stage noises.

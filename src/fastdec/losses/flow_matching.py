@@ -10,7 +10,7 @@ Stage, time and noise of a sample depend only on its global index and its own ge
 import torch
 
 from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import Stage, stage_targets, training_pair
+from fastdec.diffusion.pyramid import Pyramid
 from fastdec.diffusion.timesteps import sample_times
 from fastdec.losses.draws import SampleDraws, as_draws
 
@@ -19,7 +19,7 @@ class FlowMatchingLoss:
     """Per-sample flow-matching loss with an optional perceptual term on the clean estimate.
 
     Args:
-        stages: stage specs, coarsest first (one stage = single resolution).
+        pyramid: the decoder's stages (one stage = single resolution).
         t_sampling: ``"logit_normal"`` or ``"uniform"`` over each stage's local time.
         sigmoid_bias: if set, weight the velocity error by :func:`fastdec.diffusion.path.sigmoid_weight`
             at the noise level d of x_t (well defined on every stage; equals t for one stage).
@@ -32,7 +32,7 @@ class FlowMatchingLoss:
 
     def __init__(
         self,
-        stages: tuple[Stage, ...],
+        pyramid: Pyramid,
         *,
         t_sampling: str = "logit_normal",
         sigmoid_bias: float | None = None,
@@ -44,15 +44,15 @@ class FlowMatchingLoss:
         if loss_space not in ("v", "x"):
             raise ValueError(f"loss_space must be 'v' or 'x', got {loss_space!r}")
         self.loss_space = loss_space
-        self.stages = stages
+        self.pyramid = pyramid
         self.t_sampling = t_sampling
         self.sigmoid_bias = sigmoid_bias
         self.perceptual = perceptual
         self.perceptual_weight = perceptual_weight
-        start = perceptual_start_stage % len(stages)
-        if not -len(stages) <= perceptual_start_stage < len(stages):
+        start = perceptual_start_stage % len(pyramid)
+        if not -len(pyramid) <= perceptual_start_stage < len(pyramid):
             raise ValueError(
-                f"perceptual_start_stage {perceptual_start_stage} out of range for {len(stages)} stages"
+                f"perceptual_start_stage {perceptual_start_stage} out of range for {len(pyramid)} stages"
             )
         self.perceptual_start_stage = start
 
@@ -64,7 +64,7 @@ class FlowMatchingLoss:
         Returns:
             (loss (B,), terms): per-sample loss, and named per-sample terms for logging.
         """
-        num_stages = len(self.stages)
+        num_stages = len(self.pyramid)
         draws = as_draws(generator, x.shape[0])
         assigned = draws.indices % num_stages  # (B,) assign_stages's rule (i % S) on the global index
         loss = x.new_zeros(x.shape[0])
@@ -72,23 +72,23 @@ class FlowMatchingLoss:
         perc_all = x.new_zeros(x.shape[0])
         prior = decoder.prior_image(z)  # (B, 3, R, R) or None: depends on z only
         data = decoder.to_target(x, prior)  # the image, or the prior's scaled residual
-        for stage in self.stages:
+        for stage in self.pyramid:
             members = (assigned == stage.index).nonzero().squeeze(1)  # (b,) on the CPU, like the draws
             if members.numel() == 0:
                 continue
             idx = members.to(x.device)
-            x_end, x_start = stage_targets(data[idx], stage, num_stages)
+            x_end, x_start = self.pyramid.targets(data[idx], stage)
             group = draws.subset(members)
             t_loc = torch.cat([sample_times(self.t_sampling, 1, g) for g in group.sample_generators]).to(x)
             eps = group.randn(*x_end.shape[1:]).to(x)  # (b, 3, r, r)
-            x_t, target = training_pair(x_end, x_start, stage, t_loc, eps)
+            x_t, target = stage.training_pair(x_end, x_start, t_loc, eps)
             v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage, None if prior is None else prior[idx])
             if self.loss_space == "v":
                 mse = (v_hat.float() - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
             else:  # error of the clean stage end: every noise level counts alike
                 mse = (clean.float() - x_end).pow(2).mean(dim=(1, 2, 3))  # (b,)
             if self.sigmoid_bias is not None:
-                level = path.noise_level(t_loc, stage.start, stage.end)
+                level = stage.coefficients(t_loc)[2]  # d, the noise level of x_t
                 mse = mse * path.sigmoid_weight(level, self.sigmoid_bias)
             stage_loss = mse
             if self.perceptual is not None and stage.index >= self.perceptual_start_stage:

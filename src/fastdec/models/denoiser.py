@@ -2,14 +2,13 @@
 
 The backbone maps (x_t, tau, z) to a tensor. :class:`VelocityModel` reads it as the stage velocity
 (``"v"``, the paper) or as the clean stage end (``"x"``, converted to a velocity through
-:func:`fastdec.diffusion.path.velocity_from_clean`), so samplers and losses only ever see velocities.
+:meth:`fastdec.diffusion.pyramid.Stage.velocity_from_clean`), so samplers and losses only ever see velocities.
 """
 
 import torch
 from torch import nn
 
-from fastdec.diffusion import path
-from fastdec.diffusion.pyramid import Stage, downsample, global_time, path_coefficients, stage_projection
+from fastdec.diffusion.pyramid import Stage, downsample
 
 
 class VelocityModel(nn.Module):
@@ -99,15 +98,12 @@ class VelocityModel(nn.Module):
             full = self.prior(z, self.resolution, self.resolution) if prior_image is None else prior_image
             p = downsample(full, self.resolution // x_t.shape[-1])  # (B, C, h, w)
         cond = {"prior": p} if self.prior_input else {}
-        out = self.net(x_t, global_time(stage, t_loc), z, **cond)  # (B, C, h, w)
-        project = stage_projection(stage)
+        out = self.net(x_t, stage.global_time(t_loc), z, **cond)  # (B, C, h, w)
         if self.parameterization == "v":
-            clean = path.clean_from_velocity(x_t, out, t_loc, stage.start, stage.end, project)
-            return out, clean
+            return out, stage.clean_from_velocity(x_t, out, t_loc)
         if p is not None and not self.residual:
             out = self._precondition(out, p, x_t, t_loc, stage)
-        velocity = path.velocity_from_clean(x_t, out, t_loc, stage.start, stage.end, project)
-        return velocity, out
+        return stage.velocity_from_clean(x_t, out, t_loc), out
 
     def _precondition(self, out, p, x_t, t_loc, stage: Stage):
         """x-prediction around two noisy views of x_end: the linear decode p of z (error variance
@@ -118,7 +114,7 @@ class VelocityModel(nn.Module):
         (EDM-style c_skip / c_out), so it starts as the best linear denoiser."""
         if not self.blend:
             return p + out
-        a, c, d = (v.reshape(-1, 1, 1, 1) for v in path_coefficients(stage, t_loc))
+        a, c, d = (v.reshape(-1, 1, 1, 1) for v in stage.coefficients(t_loc))
         alpha, s2 = a + c, self.prior.residual_var
         denom = s2 * alpha**2 + d**2
         x_lin = (s2 * alpha * x_t + d**2 * p) / denom

@@ -4,7 +4,7 @@ An x-predicting decoder with ``latent_skip`` outputs ``prior(z) + net(x_t, tau, 
 what the prior misses. The linear prior is the PCA codec of :mod:`fastdec.models.linear_skip`. The
 one-pass prior (``model.prior="onepass"``) is a whole deterministic decoder, ``linear(z) + net_0(0, 1,
 z)`` (with ``prior_cond`` its net also reads ``linear(z)``): exactly what a one-pass tokenizer returns
-(see ``Tokenizer.decode_onepass``), so its weights can be copied from a trained one-pass export and
+(docs/method.md §10), so its weights can be copied from a trained one-pass export and
 frozen; the diffusion network then only adds the detail that a posterior-mean decode cannot hold,
 instead of learning the whole image from noise.
 """

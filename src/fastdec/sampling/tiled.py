@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from fastdec.tokenizer import _ints
+from fastdec.sampling.settings import integers
 
 # tiles (N, C, R, R), image index (N,), tile index (N,) -> decoded tiles (N, C, R, R)
 TileCodec = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -140,7 +140,7 @@ def tiled_reconstruct(
     if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
-    seeds = list(range(images.shape[0])) if seeds is None else list(_ints("seeds", seeds))
+    seeds = list(range(images.shape[0])) if seeds is None else list(integers("seeds", seeds))
     if len(seeds) != images.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for {images.shape[0]} images")
     num_tiles = len(tile_starts(images.shape[2], r, overlap)) * len(tile_starts(images.shape[3], r, overlap))

@@ -67,6 +67,7 @@ def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progre
             "weights": "ema",
             "ema_decay": t.ema_decay,
             "steps": step,
+            "data": t.data,
             "teacher": str(resolve_model(teacher_dir)),
             "distill": dataclasses.asdict(d),
         }

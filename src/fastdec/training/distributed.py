@@ -8,13 +8,12 @@ them (a plain ``fastdec train``) everything here is a single process and every c
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {text!r}") from None
 
 
-def select_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"``: CUDA device ``local_rank`` when CUDA is available, else the CPU."""
-    if device not in DEVICES:
-        raise ValueError(f"train.device must be one of {DEVICES}, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device='cuda' but CUDA is not available on this machine")
+def select_device(device: Literal["auto", "cpu", "cuda"], local_rank: int = 0) -> torch.device:
+    """``train.device`` (its value checked by :func:`fastdec.config.validate`) on this machine:
+    ``"auto"`` is CUDA device ``local_rank`` when CUDA is available, else the CPU."""
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("train.device='cuda' but CUDA is not available on this machine")
     if local_rank >= torch.cuda.device_count():
         raise ValueError(
             f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s): "

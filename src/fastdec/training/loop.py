@@ -263,8 +263,6 @@ def train_loop(
     stops early at ``max_minutes`` (> 0) of wall clock: after the step that crosses it, with a state
     saved, so the same command trains on. Returns the EMA.
     """
-    if not max_minutes >= 0:
-        raise ValueError(f"train.max_minutes must be >= 0 (0 = no limit), got {max_minutes}")
     ctx = distributed.setup(device)
     _check_split(batch_size, ctx.world_size, grad_accum)
     run_dir = Path(run_dir)

@@ -54,11 +54,24 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
     return evaluate
 
 
+def check_run(config: Config) -> None:
+    """What a training run needs beyond :func:`fastdec.config.validate` (whose checks also hold for an
+    export, which keeps no training settings): a one-pass prior comes from ``train.prior_from``, and
+    only a one-pass prior does.
+
+    Raises:
+        ValueError: naming the two fields.
+    """
+    onepass, source = config.model.prior == "onepass", config.train.prior_from
+    if onepass and not source:
+        raise ValueError("model.prior='onepass' needs train.prior_from=<a trained one-pass export>")
+    if source and not onepass:
+        raise ValueError("train.prior_from needs model.prior='onepass'")
+
+
 def load_onepass_prior(model: Tokenizer, source: str) -> None:
     """Copy a trained one-pass export's encoder and decoder into ``model``'s encoder and one-pass prior
     (``model.prior="onepass"``) and freeze them: training then fits only the diffusion decoder."""
-    if not source:
-        raise ValueError("model.prior='onepass' needs train.prior_from: a trained one-pass export")
     onepass = Tokenizer.from_pretrained(source)
     if onepass.config.model.decoder != "onepass":
         raise ValueError(f"train.prior_from={source!r} is not a one-pass export (model.decoder='onepass')")
@@ -97,8 +110,6 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
             crops = torch.stack([dataset[i] for i in range(min(len(dataset), RESIDUAL_IMAGES))])
             with torch.no_grad():
                 model.decoder.fit_residual_scale(crops, model.encoder(crops))
-    elif t.prior_from:
-        raise ValueError("train.prior_from needs model.prior='onepass'")
     elif config.model.latent_skip:
         n = min(len(dataset), PCA_IMAGES)
         model.init_linear_skip(torch.stack([dataset[i] for i in range(n)]))
@@ -117,14 +128,15 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
             before anything is built or written.
     """
     validate(config)
+    check_run(config)
     t = config.train
     model, dataset = initial_tokenizer(config)
     perceptual = build_perceptual(t.perceptual)
     if config.model.decoder == "onepass":
-        loss = ReconstructionLoss(model.stages[0], perceptual, t.perceptual_weight)
+        loss = ReconstructionLoss(model.pyramid[0], perceptual, t.perceptual_weight)
     else:
         loss = FlowMatchingLoss(
-            model.stages,
+            model.pyramid,
             t_sampling=t.t_sampling,
             sigmoid_bias=t.sigmoid_bias,
             perceptual=perceptual,
@@ -135,7 +147,13 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
     export_dir = Path(run_dir) / "export"
 
     def export(ema_model, step):
-        meta = {"weights": "ema", "ema_decay": t.ema_decay, "steps": step, "kind": "tokenizer"}
+        meta = {
+            "weights": "ema",
+            "ema_decay": t.ema_decay,
+            "steps": step,
+            "kind": "tokenizer",
+            "data": t.data,
+        }
         ema_model.save_pretrained(export_dir, meta=meta)
 
     eval_fn = None
