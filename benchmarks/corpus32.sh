@@ -24,5 +24,5 @@ eval_row thumbnail-6 --model thumbnail-6
 eval_row pca-128 --model pca-128
 eval_row onepass --model "$RUNS/onepass/export"
 eval_row fullres-50 --model "$RUNS/fullres/export" --steps 50
-eval_row ms3-default --model "$RUNS/ms3/export" --steps "${MS_STEPS:-4,4,4}" --temperature "${MS_TEMPERATURE:-1}"
+eval_row ms3-default --model "$RUNS/ms3/export" --steps "${MS_STEPS:-4/4/4}" --temperature "${MS_TEMPERATURE:-1}"
 eval_row ms3-1step --model "$RUNS/ms3/export" --steps 1

@@ -29,5 +29,5 @@ pack() {  # run, bundled name, then pack arguments
 pack onepass photos32-onepass
 SHARED=(--prior-export "$ASSETS/photos32-onepass")
 pack fullres photos32-fullres "${SHARED[@]}" --set sample.steps=50 --set sample.temperature=0.7
-pack ms3 photos32-ms3 "${SHARED[@]}" --set sample.steps=4,4,4 --set sample.temperature=0.7
+pack ms3 photos32-ms3 "${SHARED[@]}" --set sample.steps=4/4/4 --set sample.temperature=0.7
 pack ms3-1step photos32-ms3-1step "${SHARED[@]}" --set sample.temperature=0.7
