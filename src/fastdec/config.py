@@ -39,9 +39,10 @@ class ModelConfig:
     # with latent_skip, what the x-prediction refines: "linear" (the PCA decode of z) or "onepass" (a
     # one-pass decoder of the same shape, models/prior.py; train it first, then train.prior_from)
     prior: Literal["linear", "onepass"] = "linear"
-    # what the diffusion runs on: the image, or the one-pass prior's residual scaled to unit variance
-    # (docs/method.md §11.5: the noise levels then match the detail the prior leaves out)
-    diffusion_space: Literal["image", "residual"] = "image"
+    # what the diffusion runs on: the image, or the one-pass prior's residual scaled to unit variance,
+    # with one scale or per axis of its colour eigenbasis (docs/method.md §11.5: the noise levels then
+    # match the detail the prior leaves out)
+    diffusion_space: Literal["image", "residual", "residual-whitened"] = "image"
     mlp_ratio: float = 4.0
     parameterization: Literal["v", "x"] = "v"  # network output read as velocity or clean stage end
     decoder: Literal["flow", "onepass"] = "flow"  # diffusion | deterministic, one call (the speed floor)
@@ -354,8 +355,8 @@ def _check_model(m: ModelConfig) -> None:
             "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
             "a one-pass decode, which itself refines the PCA decode"
         )
-    if m.diffusion_space == "residual" and m.prior != "onepass":
+    if m.diffusion_space != "image" and m.prior != "onepass":
         raise ValueError(
-            "diffusion_space='residual' needs prior='onepass': the residual is taken from a frozen "
-            "one-pass decode"
+            f"diffusion_space={m.diffusion_space!r} needs prior='onepass': the residual is taken from a "
+            "frozen one-pass decode"
         )

@@ -66,7 +66,7 @@ class Tokenizer(nn.Module):
             prior = OnePassPrior(skips[1], self._decoder_net(m.prior_cond), prior_input=m.prior_cond)
         self.decoder = VelocityModel(
             net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond,
-            residual=m.diffusion_space == "residual",
+            space=m.diffusion_space,
         )  # fmt: skip
         self.decoder.resolution = m.resolution
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))

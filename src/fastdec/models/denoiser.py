@@ -23,9 +23,11 @@ class VelocityModel(nn.Module):
             it (downsampled to the stage).
         blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
         prior_input: also give the net the prior's decode at the stage resolution (``prior_cond``).
-        residual: diffuse the prior's scaled residual ``(x - prior(z)) / residual_scale`` instead of the
-            image (``model.diffusion_space="residual"``, docs/method.md §11.5): the network predicts
-            that residual directly, and :meth:`to_image` maps a sample back.
+        space: what the diffusion runs on (``model.diffusion_space``, docs/method.md §11.5):
+            ``"image"``; ``"residual"``, the prior's residual ``(x - prior(z)) / residual_scale``; or
+            ``"residual-whitened"``, that residual in the eigenbasis of its 3 x 3 colour covariance,
+            each axis scaled to unit variance (``residual_whitening``, inverse ``residual_basis``).
+            The network then predicts the residual directly, and :meth:`to_image` maps a sample back.
     """
 
     resolution: int = 0  # full resolution; set by the owner when a prior is used
@@ -37,7 +39,7 @@ class VelocityModel(nn.Module):
         prior: nn.Module | None = None,
         blend: bool = False,
         prior_input: bool = False,
-        residual: bool = False,
+        space: str = "image",
     ):
         super().__init__()
         if parameterization not in ("v", "x"):
@@ -46,37 +48,55 @@ class VelocityModel(nn.Module):
             raise ValueError("a linear prior (latent_skip) needs parameterization 'x'")
         if prior_input and prior is None:
             raise ValueError("prior_input needs a prior")
-        if residual and prior is None:
+        if space not in ("image", "residual", "residual-whitened"):
+            raise ValueError(f"unknown diffusion space {space!r}")
+        if space != "image" and prior is None:
             raise ValueError("residual diffusion needs a prior")
         self.net = net
         self.parameterization = parameterization
         self.prior = prior
         self.blend = blend
         self.prior_input = prior_input
-        self.residual = residual
-        if residual:  # the residual's RMS on training crops, set by fit_residual_scale
+        self.space = space
+        self.residual = space != "image"
+        if space == "residual":  # the residual's RMS on training crops, set by fit_residual_scale
             self.register_buffer("residual_scale", torch.ones(()))
+        elif space == "residual-whitened":  # residual = basis @ r, r = whitening @ residual
+            self.register_buffer("residual_basis", torch.eye(3))
+            self.register_buffer("residual_whitening", torch.eye(3))
 
     @torch.no_grad()
-    def fit_residual_scale(self, images: torch.Tensor, z: torch.Tensor) -> float:
-        """Set ``residual_scale`` to the RMS of ``images - prior(z)`` over training crops (N, 3, R, R)
-        and their latents, so that the diffused residual has unit variance; returns it."""
-        rms = (images - self.prior_image(z)).float().pow(2).mean().sqrt()
-        self.residual_scale.copy_(rms)
-        return float(rms)
+    def fit_residual_scale(self, images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Fit the residual's scale on training crops (N, 3, R, R) and their latents so that the diffused
+        residual has unit variance: its RMS (``"residual"``) or its colour eigenbasis with the square
+        roots of the eigenvalues (``"residual-whitened"``); returns the scale or the 3 eigen-RMS."""
+        residual = (images - self.prior_image(z)).float().transpose(0, 1).flatten(1)  # (3, N R R)
+        if self.space == "residual":
+            self.residual_scale.copy_(residual.pow(2).mean().sqrt())
+            return self.residual_scale.clone()
+        values, vectors = torch.linalg.eigh(residual @ residual.T / residual.shape[1])  # second moment
+        rms = values.clamp_min(1e-8).sqrt()
+        self.residual_basis.copy_(vectors * rms)
+        self.residual_whitening.copy_(vectors.T / rms[:, None])
+        return rms
 
     def to_target(self, images: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
         """Images (B, C, R, R) -> what the diffusion runs on: the images, or the scaled residual."""
-        return (images - prior_image) / self.residual_scale if self.residual else images
+        if self.space == "image":
+            return images
+        if self.space == "residual":
+            return (images - prior_image) / self.residual_scale
+        return torch.einsum("ij,bjhw->bihw", self.residual_whitening, images - prior_image)
 
     def to_image(self, sample: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
         """Inverse of :meth:`to_target`: a sample (B, C, h, w) at any stage resolution -> images (the
         full-resolution prior is average-pooled to h)."""
-        if not self.residual:
+        if self.space == "image":
             return sample
-        return (
-            downsample(prior_image, prior_image.shape[-1] // sample.shape[-1]) + self.residual_scale * sample
-        )
+        prior = downsample(prior_image, prior_image.shape[-1] // sample.shape[-1])
+        if self.space == "residual":
+            return prior + self.residual_scale * sample
+        return prior + torch.einsum("ij,bjhw->bihw", self.residual_basis, sample)
 
     def prior_image(self, z: torch.Tensor) -> torch.Tensor | None:
         """The prior's decode of z at full resolution (B, C, R, R), or None without a prior. It depends on

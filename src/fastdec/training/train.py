@@ -106,7 +106,7 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
     )
     if config.model.prior == "onepass":
         load_onepass_prior(model, t.prior_from)
-        if config.model.diffusion_space == "residual":
+        if config.model.diffusion_space != "image":
             crops = torch.stack([dataset[i] for i in range(min(len(dataset), RESIDUAL_IMAGES))])
             with torch.no_grad():
                 model.decoder.fit_residual_scale(crops, model.encoder(crops))
