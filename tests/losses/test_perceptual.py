@@ -3,13 +3,13 @@ import importlib.util
 import pytest
 import torch
 
-from fastdec.eval.inception import load_inception
 from fastdec.losses.perceptual import (
     InceptionPerceptual,
     LPIPSPerceptual,
     PerceptualLoss,
     build_perceptual,
 )
+from fastdec.models.inception import load_inception
 
 
 def _images(b, h=32, w=32, seed=0):

@@ -53,7 +53,7 @@ def test_gradients_reach_student_and_heads_only(target):
     assert not decoder, decoder
     assert all(p.grad is None for p in student.encoder.parameters())
     assert all(p.grad is None for p in teacher.parameters())
-    from fastdec.eval.inception import load_inception
+    from fastdec.models.inception import load_inception
 
     assert all(p.grad is None and not p.requires_grad for p in load_inception().parameters())
     # the heads were updated by their own optimiser; the student's backward adds nothing to them

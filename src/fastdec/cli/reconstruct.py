@@ -53,7 +53,7 @@ def run_tiled(args):
     from fastdec.data import save_images
     from fastdec.data.folder import ImageFolder, from_uint8, load_rgb, png_paths
     from fastdec.hub import load_model
-    from fastdec.sampling.tiled import tiled_reconstruct
+    from fastdec.tiling import tiled_reconstruct
 
     settings = decode_settings(args)
     model = load_model(args.model, resolution=args.resolution)

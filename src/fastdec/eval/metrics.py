@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 
 from fastdec.cache import cache_dir, content_key, write_lock
-from fastdec.eval.inception import FID_RESOLUTION, MODEL_INPUT_RANGE, InceptionFeatures, inception_path
 from fastdec.io import atomic_write, save_safetensors
+from fastdec.models.inception import FID_RESOLUTION, MODEL_INPUT_RANGE, InceptionFeatures, inception_path
 
 PSNR_CAP_DB = 100.0
 # SSIM constants of Wang et al. (2004), as in skimage with gaussian_weights=True.

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from fastdec.eval.inception import DEFAULT_TAPS, InceptionEarlyLayers
+from fastdec.models.inception import DEFAULT_TAPS, InceptionEarlyLayers
 
 PERCEPTUAL_NAMES = ("inception", "lpips", "none")
 
@@ -60,7 +60,7 @@ class InceptionPerceptual(PerceptualLoss):
     [0, 4]. x and y go through the network as one batch.
 
     Args:
-        taps: Inception stages used, see `fastdec.eval.inception.STAGE_NAMES`.
+        taps: Inception stages used, see `fastdec.models.inception.STAGE_NAMES`.
         min_size: images with a smaller side are upsampled by an integer factor to reach it.
     """
 

@@ -1,7 +1,7 @@
 """Decoder backbone: a two-stream joint-attention transformer D(x, tau, z) -> (B, 3, H, W).
 
 It knows nothing about diffusion: ``tau`` is a scalar per sample, the output a tensor of the input's
-shape; :mod:`fastdec.models.denoiser` decides what the output means. Image tokens get 2-D RoPE on their
+shape; :mod:`fastdec.diffusion.denoiser` decides what the output means. Image tokens get 2-D RoPE on their
 own grid, so one network serves every pyramid stage resolution; latent tokens get positions on the same
 plane (see :func:`fastdec.models.encoder.latent_positions`).
 """
@@ -42,6 +42,7 @@ class DecoderNet(nn.Module):
         self.num_latents = num_latents
         self.head_dim = width // heads
         self.rope_base = rope_base
+        self.rope_tables: dict = {}  # (grid h, grid w, device) -> angles: they depend on the grid only
         self.patch = PatchEmbed(patch_size, width, in_channels=channels, stem=stem)
         self.time = TimestepEmbedding(width)
         self.context_in = nn.Linear(latent_dim, width)
@@ -73,6 +74,19 @@ class DecoderNet(nn.Module):
             grid = F.adaptive_avg_pool2d(grid, (gh, gw))
         return grid.flatten(2).transpose(1, 2)  # (B, N, D)
 
+    def _rope(self, gh: int, gw: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE angles of the image tokens and of the latent tokens on a (gh x gw) token grid, computed
+        once per grid and device (not while torch.compile or an export traces the network)."""
+        key = (gh, gw, str(device))
+        if key in self.rope_tables and not torch.compiler.is_compiling():
+            return self.rope_tables[key]
+        angles_x = rope_angles(grid_positions(gh, gw, device=device), self.head_dim, self.rope_base)
+        pos_c = latent_positions(self.latent_kind, self.num_latents, gh, gw, device)
+        angles = angles_x, rope_angles(pos_c, self.head_dim, self.rope_base)
+        if not torch.compiler.is_compiling():
+            self.rope_tables[key] = angles
+        return angles
+
     def forward(
         self, x: torch.Tensor, tau: torch.Tensor, z: torch.Tensor, prior: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -92,9 +106,7 @@ class DecoderNet(nn.Module):
             tokens = tokens + self.prior_in(prior)
         context = self.context_in(z)  # (B, L, D)
         cond = self.time(tau)  # (B, D)
-        angles_x = rope_angles(grid_positions(gh, gw, device=x.device), self.head_dim, self.rope_base)
-        pos_c = latent_positions(self.latent_kind, self.num_latents, gh, gw, x.device)
-        angles_c = rope_angles(pos_c, self.head_dim, self.rope_base)
+        angles_x, angles_c = self._rope(gh, gw, x.device)
         for block in self.blocks:
             tokens, context = block(tokens, context, cond, angles_x, angles_c)
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)

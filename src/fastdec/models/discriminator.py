@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from fastdec.eval.inception import InceptionEarlyLayers
+from fastdec.models.inception import InceptionEarlyLayers
 
 
 class TokenHead(nn.Module):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastdec.eval.inception import (
+from fastdec.models.inception import (
     FID_RESOLUTION,
     MODEL_INPUT_RANGE,
     STAGES,

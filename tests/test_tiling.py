@@ -6,7 +6,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from fastdec.sampling.tiled import axis_windows, tile_starts, tiled_apply, tiled_reconstruct
+from fastdec.tiling import axis_windows, tile_starts, tiled_apply, tiled_reconstruct
 from tests.conftest import images, tiny_tokenizer
 
 
