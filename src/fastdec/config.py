@@ -341,6 +341,14 @@ def _check_model(m: ModelConfig) -> None:
             f"grid latents need num_latents = (resolution / enc_patch)^2 = "
             f"{(m.resolution // m.enc_patch) ** 2}, got {m.num_latents}"
         )
+    if m.resolution % 2 ** (m.num_stages - 1):
+        raise ValueError(
+            f"model.resolution {m.resolution} is not a multiple of 2**(num_stages-1) = "
+            f"{2 ** (m.num_stages - 1)}"
+        )
+    coarsest = m.resolution >> (m.num_stages - 1)
+    if m.dec_backbone == "transformer" and coarsest % m.dec_patch:
+        raise ValueError(f"the coarsest stage ({coarsest} px) is not a multiple of dec_patch {m.dec_patch}")
     if m.decoder == "onepass" and (m.num_stages != 1 or m.cfg_dropout != 0):
         raise ValueError("a one-pass decoder has one stage and no guidance (num_stages=1, cfg_dropout=0)")
     if m.bottleneck == "vq" and m.latent_skip:  # the PCA skip needs the latent norms VQ discards

@@ -85,7 +85,7 @@ def pack(
     ``prior_export``: a packed one-pass export in the same directory as ``output`` whose weights are
     this model's frozen encoder and one-pass prior (``model.prior="onepass"``): those are then stored
     once, there, and ``config.json`` names that export and its checksum
-    (:func:`fastdec.tokenizer.shared_prior_weights` reads them back).
+    (:func:`fastdec.weights.shared_prior_weights` reads them back).
 
     Returns:
         ``{"parameters", "bytes", "max_abs_weight_error", "check"}`` of the written export.

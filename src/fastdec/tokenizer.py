@@ -8,18 +8,14 @@ from torch import nn
 from fastdec.bundled import resolve_model
 from fastdec.checks import check_images
 from fastdec.config import Config, validate
-from fastdec.diffusion.denoiser import VelocityModel
 from fastdec.diffusion.pyramid import Pyramid
 from fastdec.diffusion.timesteps import EulerSteps, euler_schedule
 from fastdec.io import CONFIG_NAME, check_payload, load_export, restore_interrupted_export, save_export
-from fastdec.models.decoder import DecoderNet
-from fastdec.models.encoder import Encoder
-from fastdec.models.linear_skip import LinearSkip
-from fastdec.models.prior import OnePassPrior, onepass_weights
+from fastdec.models.build import build_networks
 from fastdec.models.quantizer import VectorQuantizer
-from fastdec.models.unet import UNetNet
 from fastdec.sampling.sampler import sample, stage_noises
 from fastdec.sampling.settings import DecodeSettings
+from fastdec.weights import check_weights, shared_prior_weights
 
 # A one-pass decoder (docs/method.md §10) is the sampler's trivial case: one step from the noise mean.
 ONEPASS = DecodeSettings(steps=(1,), guidance=1.0, temperature=0.0)
@@ -38,51 +34,9 @@ class Tokenizer(nn.Module):
         self.config = config
         validate(config)  # every field and the fields that must agree
         m = config.model
-        vq = m.bottleneck == "vq"
         self.pyramid = Pyramid(m.resolution, m.num_stages, m.gamma, m.published_block_noise)
-        coarsest = self.pyramid[0].resolution
-        if coarsest % m.dec_patch:
-            raise ValueError(
-                f"the coarsest stage ({coarsest} px) is not a multiple of dec_patch {m.dec_patch}"
-            )
-        skips = [None, None]
-        if m.latent_skip:
-            region = m.enc_patch if m.latent_kind == "grid" else m.resolution
-            per_region = m.latent_dim if m.latent_kind == "grid" else m.num_latents * m.latent_dim
-            skips = [
-                LinearSkip(direction, region, per_region, m.num_latents, m.latent_dim)
-                for direction in ("encode", "decode")
-            ]
-        self.encoder = Encoder(
-            patch_size=m.enc_patch, width=m.enc_width, depth=m.enc_depth, heads=m.enc_heads,
-            latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
-            mlp_ratio=m.mlp_ratio, stem=m.enc_stem, skip=skips[0],
-            quantizer=VectorQuantizer(m.codebook_size, m.latent_dim, m.vq_beta) if vq else None,
-        )  # fmt: skip
-        net = self._decoder_net(prior_cond=m.prior_cond)
-        prior = skips[1]
-        if m.prior == "onepass":
-            # the one-pass decoder this refines was trained with the same prior_cond (train.prior_from)
-            prior = OnePassPrior(skips[1], self._decoder_net(m.prior_cond), prior_input=m.prior_cond)
-        self.decoder = VelocityModel(
-            net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond,
-            space=m.diffusion_space,
-        )  # fmt: skip
-        self.decoder.resolution = m.resolution
+        self.encoder, self.decoder = build_networks(m)
         self.z_null = nn.Parameter(torch.zeros(1, m.num_latents, m.latent_dim))
-
-    def _decoder_net(self, prior_cond: bool) -> nn.Module:
-        m = self.config.model
-        if m.dec_backbone == "unet":
-            return UNetNet(
-                width=m.dec_width, blocks=m.dec_depth, latent_kind=m.latent_kind, num_latents=m.num_latents,
-                latent_dim=m.latent_dim, prior_cond=prior_cond,
-            )  # fmt: skip
-        return DecoderNet(
-            patch_size=m.dec_patch, width=m.dec_width, depth=m.dec_depth, heads=m.dec_heads,
-            latent_kind=m.latent_kind, num_latents=m.num_latents, latent_dim=m.latent_dim,
-            mlp_ratio=m.mlp_ratio, stem=m.dec_stem, spatial_cond=m.spatial_cond, prior_cond=prior_cond,
-        )  # fmt: skip
 
     @torch.no_grad()
     def init_linear_skip(self, images: torch.Tensor) -> float:
@@ -286,51 +240,8 @@ class Tokenizer(nn.Module):
             raise ValueError(
                 f"{directory / CONFIG_NAME} holds no usable model config: {type(err).__name__}: {err}"
             ) from None
-        missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
-        if missing or unexpected:
-            raise ValueError(
-                f"weights in {directory} do not match its config: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]}"
-            )
-        for key, shape in expected.items():
-            weight = tensors[key]
-            if weight.shape != shape:
-                raise ValueError(
-                    f"weight {key} in {directory} has shape {tuple(weight.shape)}, "
-                    f"its config implies {tuple(shape)}"
-                )
-            if not weight.is_floating_point() or not torch.isfinite(weight).all():
-                raise ValueError(f"weight {key} in {directory} is not finite floating point ({weight.dtype})")
+        check_weights(expected, tensors, directory)
         model = cls(config)
         model.meta = payload.get("meta", {})
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         return model.to(device).eval()
-
-
-def shared_prior_weights(directory: Path, reference, own: set[str]) -> dict[str, torch.Tensor]:
-    """The encoder and one-pass prior weights that the export in ``directory`` keeps by reference.
-
-    ``reference`` is its ``config.json`` entry ``prior_export`` (written by :func:`pack`):
-    ``{"name": a sibling export directory, "weights_sha256": that export's weights checksum}``. The
-    sibling's weights are renamed as a prior (:func:`fastdec.models.prior.onepass_weights`).
-
-    Raises:
-        ValueError: a malformed reference, a name that is not a plain sibling, a sibling whose weights
-            changed since packing, or weights present in both files.
-    """
-    config = directory / CONFIG_NAME
-    if not (isinstance(reference, dict) and set(reference) == {"name", "weights_sha256"}):
-        raise ValueError(f"{config}: prior_export needs 'name' and 'weights_sha256': {reference!r:.200}")
-    name = reference["name"]
-    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name:
-        raise ValueError(f"{config}: prior_export name must be a sibling directory's name, got {name!r:.200}")
-    tensors, payload = load_export(directory.parent / name)
-    if payload.get("weights_sha256") != reference["weights_sha256"]:
-        raise ValueError(
-            f"{config} keeps its prior in {directory.parent / name}, whose weights changed since packing"
-        )
-    shared = onepass_weights(tensors)
-    both = sorted(own & set(shared))
-    if both:
-        raise ValueError(f"{config}: weights both stored and kept by reference: {both[:5]}")
-    return shared
