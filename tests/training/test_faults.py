@@ -1,3 +1,4 @@
+import json
 import re
 import signal
 import subprocess
@@ -80,4 +81,13 @@ def test_states_are_kept_and_a_torn_file_is_named(tmp_path):
 def test_run_directory_with_foreign_config_is_refused(tmp_path):
     train_tokenizer(resolve("tiny", ["train.steps=1"]), tmp_path, progress=False)
     with pytest.raises(ValueError, match="another config"):
-        train_tokenizer(resolve("tiny", ["train.steps=2"]), tmp_path, progress=False)
+        train_tokenizer(resolve("tiny", ["train.steps=1", "train.lr=1e-3"]), tmp_path, progress=False)
+
+
+def test_a_finished_run_trains_on_to_more_steps(tmp_path):
+    train_tokenizer(resolve("tiny", ["train.steps=2", "train.ckpt_every=1"]), tmp_path, progress=False)
+    train_tokenizer(resolve("tiny", ["train.steps=4", "train.ckpt_every=1"]), tmp_path, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4] and latest_state(tmp_path)["step"] == 4
+    with pytest.raises(ValueError, match="step"):  # fewer steps than the run has done
+        train_tokenizer(resolve("tiny", ["train.steps=3", "train.ckpt_every=1"]), tmp_path, progress=False)

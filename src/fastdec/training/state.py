@@ -19,6 +19,9 @@ STATE_FORMAT = 1
 # How a run executes, not what it computes: these train settings may change when a run resumes
 # (e.g. on another number of processes or another machine).
 EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers", "max_minutes")
+# train.steps may grow on resume: the run trains on to the new count, its learning-rate schedule
+# stretched to the new length (a smaller count than a saved step is refused when the state loads)
+EXTENDABLE_KEYS = ("steps",)
 _NAME = r"state-(\d{8})\.pt"
 _PATTERN = re.compile(rf"^{_NAME}$")
 
@@ -179,12 +182,13 @@ def _differences(old, new) -> dict:
 
 def _comparable(config):
     """A run config as compared on resume: keys a later fastdec added take their defaults, and the
-    :data:`EXECUTION_KEYS` are left out. Anything that is not a config is compared as it is."""
+    :data:`EXECUTION_KEYS` and :data:`EXTENDABLE_KEYS` are left out. Anything that is not a config is
+    compared as it is."""
     from fastdec.config import Config
 
     try:
         config = Config.from_dict(config).to_dict()
     except (ValueError, TypeError, AttributeError):
         return config
-    config["train"] = {k: v for k, v in config["train"].items() if k not in EXECUTION_KEYS}
+    config["train"] = {k: v for k, v in config["train"].items() if k not in EXECUTION_KEYS + EXTENDABLE_KEYS}
     return config
