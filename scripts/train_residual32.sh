@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Residual diffusion at 32 px (docs/method.md §11.5; results in docs/results.md, "Residual diffusion"):
 # S = 3 and S = 1 teachers that diffuse the frozen one-pass prior's residual instead of the image, the
-# S = 3 one also in the residual's colour eigenbasis and for twice the steps. Needs the one-pass run of
+# S = 3 one also in the residual's colour eigenbasis and for twice the steps, then a student. Needs the one-pass run of
 # scripts/train_photos32.sh ($P32/onepass/export). One thread per run; re-running resumes. The 8000-step
 # run is a copy of the 4000-step one trained on (train.steps may grow on resume; its cosine schedule is
 # stretched to 8000 steps from step 4000 on).
@@ -24,3 +24,8 @@ OMP_NUM_THREADS=1 $F train "${T[@]}" --set model.diffusion_space=residual-whiten
 OMP_NUM_THREADS=1 $F train "${T[@]}" "${R[@]}" --set model.num_stages=3 --set train.steps=8000 \
   --set train.eval_every=1000 --run "$OUT/ms3-long" > "$OUT/ms3-long.out" 2>&1 &
 wait
+# the one-step-per-stage student of the 8000-step teacher (ADD, as the bundled student; 2 threads)
+OMP_NUM_THREADS=2 $F distill --teacher "$OUT/ms3-long/export" --run "$OUT/ms3-long-1step" --no-progress \
+  --set train.steps=400 --set train.batch_size=16 --set train.lr=1e-4 --set train.warmup_steps=20 \
+  --set train.ema_decay=0.99 --set distill.target=stage_path --set distill.adversarial_weight=0.5 \
+  > "$OUT/ms3-long-1step.out" 2>&1
