@@ -33,7 +33,19 @@ def _env():
 
 
 def _torchrun(args):
-    return subprocess.run([*TORCHRUN, *args], env=_env(), capture_output=True, text=True, timeout=300)
+    """torchrun in its own process group: on a timeout the whole group (its workers too) is killed, so a
+    stuck rank never outlives the test."""
+    proc = subprocess.Popen(
+        [*TORCHRUN, *args], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun {args[:3]} timed out after 300 s; stderr tail:\n{stderr[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _worker(run_dir, out_dir, kill_at=0):
