@@ -1,6 +1,6 @@
 """Residual diffusion (``model.diffusion_space="residual"``, docs/method.md §11.5): the sampler, the
-training loss and the distillation loss all run on ``(x - prior(z)) / residual_scale``, and every image
-that leaves them is ``prior(z) + residual_scale * sample``."""
+training loss and the distillation loss all run on ``residual_whitening (x - prior(z))``, and every image
+that leaves them is ``prior(z) + residual_basis sample``."""
 
 import pytest
 import torch
@@ -37,12 +37,9 @@ def _residual_tokenizer(num_stages: int, space: str = "residual"):
     tok = tiny_tokenizer(*RESIDUAL, f"model.num_stages={num_stages}", f"model.diffusion_space={space}")
     truth = images(3, resolution=32)
     with torch.no_grad():
-        if space == "residual":
-            tok.decoder.residual_scale.fill_(0.3)
-        else:  # any invertible colour map
-            basis = torch.tensor([[0.3, 0.1, 0.0], [0.1, 0.2, -0.05], [0.0, 0.1, 0.25]])
-            tok.decoder.residual_basis.copy_(basis)
-            tok.decoder.residual_whitening.copy_(torch.linalg.inv(basis))
+        basis = torch.tensor([[0.3, 0.1, 0.0], [0.1, 0.2, -0.05], [0.0, 0.1, 0.25]])  # any invertible map
+        tok.decoder.residual_basis.copy_(basis)
+        tok.decoder.residual_whitening.copy_(torch.linalg.inv(basis))
         z = tok.encode(truth)
         prior = tok.decoder.prior_image(z)
         tok.decoder.net = ResidualOracle(tok.decoder.to_target(truth, prior), z)
@@ -68,8 +65,7 @@ def test_the_flow_loss_targets_the_scaled_residual(space):
     with torch.no_grad():
         value, terms = loss(tok.decoder, truth, z, torch.Generator().manual_seed(0))
     assert float(value.abs().max()) < 1e-10 and float(terms["perceptual"].abs().max()) < 1e-10
-    scale = "residual_scale" if space == "residual" else "residual_whitening"
-    getattr(tok.decoder, scale).mul_(0.5)  # the oracle now misses: the target is scaled, not the image
+    tok.decoder.residual_whitening.mul_(0.5)  # the oracle now misses: the target is mapped, not the image
     with torch.no_grad():
         assert float(loss(tok.decoder, truth, z, torch.Generator().manual_seed(0))[0].min()) > 1e-3
 
@@ -93,16 +89,16 @@ def test_distillation_judges_images_not_residuals(space):
     assert float(terms["regression"].abs().max()) < 1e-8 and float(value.abs().max()) < 1e-8
 
 
-def test_the_scale_is_the_rms_of_the_residual():
+def test_one_scale_is_the_rms_of_the_residual():
     tok = tiny_tokenizer(*RESIDUAL, "model.diffusion_space=residual")
     x = images(6, resolution=32)
     with torch.no_grad():
         z = tok.encode(x)
         rms = tok.decoder.fit_residual_scale(x, z)
         expected = float((x - tok.decoder.prior_image(z)).pow(2).mean().sqrt())
-    assert float(rms) == pytest.approx(expected) and float(tok.decoder.residual_scale) == pytest.approx(
-        expected
-    )
+    torch.testing.assert_close(rms, torch.full((3,), expected))
+    torch.testing.assert_close(tok.decoder.residual_basis, expected * torch.eye(3))
+    torch.testing.assert_close(tok.decoder.residual_whitening, torch.eye(3) / expected)
 
 
 def test_the_whitened_residual_has_unit_colour_covariance():

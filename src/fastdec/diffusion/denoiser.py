@@ -24,10 +24,11 @@ class VelocityModel(nn.Module):
         blend: with a prior, precondition as in :meth:`_precondition` rather than adding ``out`` to it.
         prior_input: also give the net the prior's decode at the stage resolution (``prior_cond``).
         space: what the diffusion runs on (``model.diffusion_space``, docs/method.md §11.5):
-            ``"image"``; ``"residual"``, the prior's residual ``(x - prior(z)) / residual_scale``; or
-            ``"residual-whitened"``, that residual in the eigenbasis of its 3 x 3 colour covariance,
-            each axis scaled to unit variance (``residual_whitening``, inverse ``residual_basis``).
-            The network then predicts the residual directly, and :meth:`to_image` maps a sample back.
+            ``"image"``, or the prior's residual mapped to unit variance per pixel by a fixed 3 x 3
+            colour map, ``r = residual_whitening (x - prior(z))`` and back ``x = prior(z) +
+            residual_basis r``: one scale for all colours (``"residual"``) or each axis of the
+            residual's colour eigenbasis scaled on its own (``"residual-whitened"``). The network then
+            predicts the residual directly.
     """
 
     resolution: int = 0  # full resolution; set by the owner when a prior is used
@@ -58,34 +59,30 @@ class VelocityModel(nn.Module):
         self.blend = blend
         self.prior_input = prior_input
         self.space = space
-        self.residual = space != "image"
-        if space == "residual":  # the residual's RMS on training crops, set by fit_residual_scale
-            self.register_buffer("residual_scale", torch.ones(()))
-        elif space == "residual-whitened":  # residual = basis @ r, r = whitening @ residual
+        if space != "image":  # fitted on training crops by fit_residual_scale
             self.register_buffer("residual_basis", torch.eye(3))
             self.register_buffer("residual_whitening", torch.eye(3))
 
     @torch.no_grad()
     def fit_residual_scale(self, images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Fit the residual's scale on training crops (N, 3, R, R) and their latents so that the diffused
-        residual has unit variance: its RMS (``"residual"``) or its colour eigenbasis with the square
-        roots of the eigenvalues (``"residual-whitened"``); returns the scale or the 3 eigen-RMS."""
+        """Fit the colour map on training crops (N, 3, R, R) and their latents so that the diffused
+        residual has unit variance: its RMS times the identity (``"residual"``), or its colour
+        eigenbasis times the square roots of the eigenvalues (``"residual-whitened"``). Returns the
+        RMS along each axis of the map (3,)."""
         residual = (images - self.prior_image(z)).float().transpose(0, 1).flatten(1)  # (3, N R R)
         if self.space == "residual":
-            self.residual_scale.copy_(residual.pow(2).mean().sqrt())
-            return self.residual_scale.clone()
-        values, vectors = torch.linalg.eigh(residual @ residual.T / residual.shape[1])  # second moment
-        rms = values.clamp_min(1e-8).sqrt()
+            vectors, rms = torch.eye(3), residual.pow(2).mean().sqrt().expand(3)
+        else:
+            values, vectors = torch.linalg.eigh(residual @ residual.T / residual.shape[1])  # second moment
+            rms = values.clamp_min(1e-8).sqrt()
         self.residual_basis.copy_(vectors * rms)
         self.residual_whitening.copy_(vectors.T / rms[:, None])
         return rms
 
     def to_target(self, images: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
-        """Images (B, C, R, R) -> what the diffusion runs on: the images, or the scaled residual."""
+        """Images (B, C, R, R) -> what the diffusion runs on: the images, or the mapped residual."""
         if self.space == "image":
             return images
-        if self.space == "residual":
-            return (images - prior_image) / self.residual_scale
         return torch.einsum("ij,bjhw->bihw", self.residual_whitening, images - prior_image)
 
     def to_image(self, sample: torch.Tensor, prior_image: torch.Tensor | None) -> torch.Tensor:
@@ -94,8 +91,6 @@ class VelocityModel(nn.Module):
         if self.space == "image":
             return sample
         prior = downsample(prior_image, prior_image.shape[-1] // sample.shape[-1])
-        if self.space == "residual":
-            return prior + self.residual_scale * sample
         return prior + torch.einsum("ij,bjhw->bihw", self.residual_basis, sample)
 
     def prior_image(self, z: torch.Tensor) -> torch.Tensor | None:
@@ -121,7 +116,7 @@ class VelocityModel(nn.Module):
         out = self.net(x_t, stage.global_time(t_loc), z, **cond)  # (B, C, h, w)
         if self.parameterization == "v":
             return out, stage.clean_from_velocity(x_t, out, t_loc)
-        if p is not None and not self.residual:
+        if p is not None and self.space == "image":
             out = self._precondition(out, p, x_t, t_loc, stage)
         return stage.velocity_from_clean(x_t, out, t_loc), out
 

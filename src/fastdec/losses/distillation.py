@@ -81,6 +81,11 @@ class DistillationLoss:
         )  # fmt: skip
         return outputs
 
+    def student_images(self, student, z, noises):
+        """The student's decoded images (B, 3, R, R): its rollout mapped out of the diffusion space."""
+        prior = student.decoder.prior_image(z)
+        return student.decoder.to_image(self.student_rollout(student, z, noises, prior=prior)[-1], prior)
+
     def teacher_schedule(self, first: int, start: float = 1.0):
         """The teacher's Euler steps from local time ``start`` of stage ``first`` to the end: about
         ``teacher_steps * start`` on that stage, ``teacher_steps`` on each later one."""

@@ -82,7 +82,8 @@ class FlowMatchingLoss:
             t_loc = torch.cat([sample_times(self.t_sampling, 1, g) for g in group.sample_generators]).to(x)
             eps = group.randn(*x_end.shape[1:]).to(x)  # (b, 3, r, r)
             x_t, target = stage.training_pair(x_end, x_start, t_loc, eps)
-            v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage, None if prior is None else prior[idx])
+            p = None if prior is None else prior[idx]
+            v_hat, clean = decoder.predict(x_t, t_loc, z[idx], stage, p)
             if self.loss_space == "v":
                 mse = (v_hat.float() - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
             else:  # error of the clean stage end: every noise level counts alike
@@ -92,7 +93,6 @@ class FlowMatchingLoss:
                 mse = mse * path.sigmoid_weight(level, self.sigmoid_bias)
             stage_loss = mse
             if self.perceptual is not None and stage.index >= self.perceptual_start_stage:
-                p = None if prior is None else prior[idx]
                 perc = self.perceptual(decoder.to_image(clean.float(), p), decoder.to_image(x_end, p))  # (b,)
                 perc_all = perc_all.index_copy(0, idx, perc)
                 stage_loss = stage_loss + self.perceptual_weight * perc

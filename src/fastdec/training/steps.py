@@ -56,11 +56,7 @@ class DistillStep:
 
     def _discriminator_update(self, student, images, z, draws) -> torch.Tensor:
         with torch.no_grad():
-            prior = student.decoder.prior_image(z)
-            sample = self.loss.student_rollout(
-                student, z, self._noises(student, draws, images.device), prior=prior
-            )
-            fake = student.decoder.to_image(sample[-1], prior)
+            fake = self.loss.student_images(student, z, self._noises(student, draws, images.device))
         heads = self.discriminator.heads
         heads.requires_grad_(True)
         d_loss = discriminator_hinge(self.discriminator(images), self.discriminator(fake)).mean()
