@@ -65,6 +65,9 @@ class TrainConfig:
     # model.prior="onepass": a one-pass export whose encoder and decoder become this run's encoder and
     # prior, frozen (the diffusion decoder then learns only what the one-pass decode misses)
     prior_from: str = ""
+    # fine-tuning: start from a trained export of the same model (every model field equal): all its
+    # weights and buffers; the optimiser, schedule and EMA start fresh (e.g. to add a loss term)
+    init_from: str = ""
     photos: int = 0  # data "photos": train on the first N train photos only (0 = all; data scaling)
     augment: Literal["flip", "dihedral", "dihedral-rgb"] = "flip"  # embedded photos (data/photos.py)
     crop_min_frac: float = 0.5  # embedded photos: smallest crop side / the photo's short side
@@ -91,7 +94,10 @@ class TrainConfig:
     sigmoid_bias: float | None = None  # sigmoid loss weighting bias (paper: -3); None = off
     perceptual: Literal["none", "inception", "lpips"] = "none"
     perceptual_weight: float = 0.1
-    perceptual_start_stage: int = -1  # first stage with a perceptual term; -1 = last stage only
+    perceptual_start_stage: int = -1  # first stage with perceptual/adversarial terms; -1 = last only
+    # diffusion decoders: a hinge GAN term on the clean estimate (0 = no discriminator is built)
+    adversarial_weight: float = 0.0
+    disc_lr: float = 1e-4
     seed: int = 0
     log_every: int = 25
     ckpt_every: int = 250
@@ -276,11 +282,13 @@ _LIMITS = {
     **dict.fromkeys(["sample.guidance", "distill.teacher_guidance"], _Range(0, 100)),
     "sample.temperature": _Range(0, 100),
     **dict.fromkeys(
-        """train.weight_decay train.perceptual_weight distill.regression_weight distill.perceptual_weight
-        distill.adversarial_weight model.vq_beta train.max_minutes""".split(),
+        """train.weight_decay train.perceptual_weight train.adversarial_weight distill.regression_weight
+        distill.perceptual_weight distill.adversarial_weight model.vq_beta train.max_minutes""".split(),
         _AT_LEAST_0,
     ),
-    **dict.fromkeys(["train.lr", "train.grad_clip", "distill.disc_lr", "model.latent_scaling"], _POSITIVE),
+    **dict.fromkeys(
+        ["train.lr", "train.grad_clip", "train.disc_lr", "distill.disc_lr", "model.latent_scaling"], _POSITIVE
+    ),
     **dict.fromkeys(["train.min_lr_ratio", "train.ema_decay", "distill.min_start"], _Range(0, 1)),
     **dict.fromkeys(["model.cfg_dropout", "train.beta2"], _Range(0, 1, open_high=True)),
     "train.crop_min_frac": _Range(0, 1, open_low=True),

@@ -86,3 +86,37 @@ def test_no_nan_at_the_ends_of_every_stage(monkeypatch, t_value, parameterizatio
         loss_fn = FlowMatchingLoss(model.pyramid, sigmoid_bias=-3.0, loss_space=space)
         loss, _ = loss_fn(model.decoder, x, model.encode(x), torch.Generator().manual_seed(0))
         assert torch.isfinite(loss).all()
+
+
+class RecordingCritic(torch.nn.Module):
+    """A discriminator whose logits are the images' means; it keeps every batch it judges."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images):
+        self.seen.append(images.detach().clone())
+        return [images.mean(dim=(1, 2, 3))[:, None]]
+
+
+def test_adversarial_term_judges_the_estimates_the_discriminator_trains_on():
+    from fastdec.losses.draws import SampleDraws
+    from tests.conftest import images, tiny_tokenizer
+
+    model = tiny_tokenizer("model.num_stages=2")
+    x = images(6)
+    z = model.encoder(x)
+    draws = SampleDraws.for_step(0, 5, range(6))
+    loss_fn = FlowMatchingLoss(model.pyramid, adversarial_weight=0.5)
+    real, fake = loss_fn.detail_images(model.decoder, x, z, draws)  # must not consume the draws
+    critic = RecordingCritic()
+    loss, terms = loss_fn(model.decoder, x, z, draws, critic)
+    last = torch.arange(6) % 2 == 1  # samples of the last stage
+    assert real.shape == fake.shape == (3, 3, 16, 16) and torch.equal(real, x[last])
+    assert len(critic.seen) == 1 and torch.allclose(critic.seen[0], fake, atol=1e-6)
+    assert torch.equal(terms["gan"] != 0, last)
+    _, plain = FlowMatchingLoss(model.pyramid)(model.decoder, x, z, SampleDraws.for_step(0, 5, range(6)))
+    assert torch.equal(terms["mse"], plain["mse"])
+    loss.mean().backward()
+    assert model.decoder.net.last_layer.weight.grad.abs().sum() > 0

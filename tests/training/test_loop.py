@@ -83,3 +83,42 @@ def test_max_minutes_stops_at_a_step_saves_exports_and_the_run_trains_on(tmp_pat
     assert _weights(tmp_path)["ema"]["updates"] == 4
     with pytest.raises(ValueError, match="max_minutes must be >= 0"):
         train_tokenizer(resolve("tiny", ["train.max_minutes=-1"]), tmp_path / "bad", progress=False)
+
+
+def test_init_from_starts_from_the_exports_weights_and_refuses_another_model(tmp_path):
+    from fastdec.tokenizer import Tokenizer
+    from fastdec.training.train import initial_tokenizer
+
+    export = train_tokenizer(resolve("tiny", ["train.steps=2"]), tmp_path / "base", progress=False)
+    trained = Tokenizer.from_pretrained(export).state_dict()
+    tuned, _ = initial_tokenizer(resolve("tiny", [f"train.init_from={export}", "train.seed=7"]))
+    fresh, _ = initial_tokenizer(resolve("tiny", ["train.seed=7"]))
+    assert all(torch.equal(v, trained[k]) for k, v in tuned.state_dict().items())
+    assert any(not torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match="is another model.*num_stages"):
+        initial_tokenizer(resolve("tiny", [f"train.init_from={export}", "model.num_stages=2"]))
+
+
+def test_a_teachers_gan_term_trains_the_heads_and_the_decoder_and_not_a_onepass_decoder(tmp_path):
+    from fastdec.losses.flow_matching import FlowMatchingLoss
+    from fastdec.models.discriminator import Discriminator
+    from fastdec.training.steps import TokenizerStep
+    from tests.conftest import images, tiny_tokenizer
+
+    model = tiny_tokenizer("model.num_stages=2").train()
+    disc = Discriminator()
+    step = TokenizerStep(FlowMatchingLoss(model.pyramid, adversarial_weight=0.5), 0.0, disc, disc_lr=1e-3)
+    heads_before = [p.clone() for p in disc.heads.parameters()]
+    loss, terms = step(model, images(4), torch.Generator().manual_seed(0))
+    loss.mean().backward()
+    assert {"mse", "gan", "d_loss", "adaptive_weight"} <= set(terms)
+    assert any(not torch.equal(a, b) for a, b in zip(heads_before, disc.heads.parameters(), strict=True))
+    assert model.decoder.net.last_layer.weight.grad.abs().sum() > 0
+    assert set(step.state_dict()) == {"heads", "opt"}
+    with pytest.raises(ValueError, match="needed exactly when"):
+        TokenizerStep(FlowMatchingLoss(model.pyramid), 0.0, disc)
+    with pytest.raises(ValueError, match="not model.decoder='onepass'"):
+        train_tokenizer(
+            resolve("tiny", ["model.decoder=onepass", "model.cfg_dropout=0", "train.adversarial_weight=0.1"]),
+            tmp_path,
+        )

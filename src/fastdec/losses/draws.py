@@ -69,6 +69,19 @@ class SampleDraws:
             self.batch_generator,
         )
 
+    def fork(self) -> "SampleDraws":
+        """Copies of the generators at their current states: what the fork draws, this batch draws next
+        too (e.g. to preview a loss's samples without consuming them)."""
+
+        def copy(g: torch.Generator) -> torch.Generator:
+            new = torch.Generator()
+            new.set_state(g.get_state())
+            return new
+
+        return SampleDraws(
+            self.indices.tolist(), [copy(g) for g in self.sample_generators], copy(self.batch_generator)
+        )
+
     def randn(self, *shape: int) -> torch.Tensor:
         """Standard normal numbers of shape (B, *shape), row i from sample i's generator."""
         return torch.stack([torch.randn(shape, generator=g) for g in self.sample_generators])

@@ -203,7 +203,7 @@ def _resume(run_dir: Path, ctx, model, ema, opt, step_fn, steps: int) -> int:
         opt.load_state_dict(state["optimizer"])
         _check_optimizer(opt)
         if hasattr(step_fn, "load_state_dict"):
-            step_fn.load_state_dict(state["step_fn"])
+            step_fn.load_state_dict(state.get("step_fn", {}))  # none: a state saved before it had one
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
         reason = " ".join(str(err).split())  # torch's messages span lines
         raise ValueError(f"{path} does not fit this run: {type(err).__name__}: {reason:.300}") from None

@@ -12,6 +12,7 @@ from fastdec.eval.metrics import psnr, summarize_psnr
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.losses.perceptual import build_perceptual
 from fastdec.losses.reconstruction import ReconstructionLoss
+from fastdec.models.discriminator import Discriminator
 from fastdec.models.prior import onepass_weights
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
@@ -57,7 +58,7 @@ def heldout_psnr_fn(resolution: int, n_images: int, steps: int, batch_size: int 
 def check_run(config: Config) -> None:
     """What a training run needs beyond :func:`fastdec.config.validate` (whose checks also hold for an
     export, which keeps no training settings): a one-pass prior comes from ``train.prior_from``, and
-    only a one-pass prior does.
+    only a one-pass prior does; a GAN term is for diffusion decoders.
 
     Raises:
         ValueError: naming the two fields.
@@ -67,6 +68,8 @@ def check_run(config: Config) -> None:
         raise ValueError("model.prior='onepass' needs train.prior_from=<a trained one-pass export>")
     if source and not onepass:
         raise ValueError("train.prior_from needs model.prior='onepass'")
+    if config.train.adversarial_weight > 0 and config.model.decoder == "onepass":
+        raise ValueError("train.adversarial_weight is for diffusion decoders, not model.decoder='onepass'")
 
 
 def load_onepass_prior(model: Tokenizer, source: str) -> None:
@@ -88,9 +91,25 @@ def load_onepass_prior(model: Tokenizer, source: str) -> None:
     model.decoder.prior.requires_grad_(False)
 
 
+def load_initial_weights(model: Tokenizer, source: str) -> None:
+    """``train.init_from``: copy every weight and buffer of a trained export of the same model into
+    ``model`` (fine-tuning); frozen parts (a one-pass prior) stay frozen.
+
+    Raises:
+        ValueError: the export's model config differs from this run's, naming the fields.
+    """
+    init = Tokenizer.from_pretrained(source)
+    ours, theirs = dataclasses.asdict(model.config.model), dataclasses.asdict(init.config.model)
+    differ = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs.get(k)}
+    if differ:
+        raise ValueError(f"train.init_from={source!r} is another model: (this run, that export) {differ}")
+    model.load_state_dict(init.state_dict())
+
+
 def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
     """The tokenizer a fresh run starts from, and its training data: seeded initial weights, the PCA skip
-    (``latent_skip``) and the VQ codes fitted on training crops. A resumed run loads its state over it."""
+    (``latent_skip``) and the VQ codes fitted on training crops, or the weights of ``train.init_from``.
+    A resumed run loads its state over it."""
     t = config.train
     torch.manual_seed(t.seed)  # initial weights
     model = Tokenizer(config)
@@ -117,6 +136,8 @@ def initial_tokenizer(config: Config) -> tuple[Tokenizer, Dataset]:
         crops = torch.stack([dataset[i] for i in range(min(len(dataset), VQ_INIT_IMAGES))])
         with torch.no_grad():
             model.encoder.quantizer.init_codes(model.encoder.features(crops))
+    if t.init_from:
+        load_initial_weights(model, t.init_from)
     return model, dataset
 
 
@@ -142,8 +163,10 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
             perceptual=perceptual,
             perceptual_weight=t.perceptual_weight,
             perceptual_start_stage=t.perceptual_start_stage,
+            adversarial_weight=t.adversarial_weight,
             loss_space=t.loss_space,
         )
+    discriminator = Discriminator() if t.adversarial_weight > 0 else None
     export_dir = Path(run_dir) / "export"
 
     def export(ema_model, step):
@@ -162,7 +185,7 @@ def train_tokenizer(config: Config, run_dir: str | Path, progress: bool = True) 
     train_loop(
         run_dir=run_dir,
         model=model,
-        step_fn=TokenizerStep(loss, config.model.cfg_dropout),
+        step_fn=TokenizerStep(loss, config.model.cfg_dropout, discriminator, t.disc_lr),
         dataset=dataset,
         config_json=config.to_json(),
         eval_fn=eval_fn,
