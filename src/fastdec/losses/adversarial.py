@@ -26,3 +26,16 @@ def adaptive_weight(
     gan_grad = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
     weight = rec_grad.norm() / (gan_grad.norm() + 1e-4)
     return weight.clamp(0.0, max_weight).detach()
+
+
+def add_generator_term(
+    loss: torch.Tensor, gan: torch.Tensor, last_layer: torch.Tensor, weight: float
+) -> tuple[torch.Tensor, dict]:
+    """``loss + weight * adaptive_weight * gan``: a per-sample (B,) reconstruction loss plus the
+    generator hinge ``gan`` (B,), scaled so that its gradient on ``last_layer`` matches the loss's.
+
+    Returns:
+        (loss (B,), {"gan", "adaptive_weight"} per-sample terms for logging).
+    """
+    scale = adaptive_weight(loss.mean(), gan.mean(), last_layer)
+    return loss + weight * scale * gan, {"gan": gan.detach(), "adaptive_weight": scale.expand_as(gan)}

@@ -22,7 +22,7 @@ drawn per sample (:mod:`fastdec.losses.draws`), so a batch split over processes 
 import torch
 
 from fastdec.diffusion.timesteps import euler_schedule
-from fastdec.losses.adversarial import adaptive_weight, generator_hinge
+from fastdec.losses.adversarial import add_generator_term, generator_hinge
 from fastdec.losses.draws import as_draws
 from fastdec.sampling.sampler import sample
 
@@ -153,8 +153,6 @@ class DistillationLoss:
         if self.adversarial_weight > 0:
             gan = generator_hinge(discriminator(final))
             last = student.decoder.net.last_layer.weight
-            weight = adaptive_weight(loss.mean(), gan.mean(), last)
-            loss = loss + self.adversarial_weight * weight * gan
-            terms["gan"] = gan.detach()
-            terms["adaptive_weight"] = weight.expand_as(gan)
+            loss, more = add_generator_term(loss, gan, last, self.adversarial_weight)
+            terms.update(more)
         return loss, terms

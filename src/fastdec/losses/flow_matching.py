@@ -12,7 +12,7 @@ import torch
 from fastdec.diffusion import path
 from fastdec.diffusion.pyramid import Pyramid
 from fastdec.diffusion.timesteps import sample_times
-from fastdec.losses.adversarial import adaptive_weight, generator_hinge
+from fastdec.losses.adversarial import add_generator_term, generator_hinge
 from fastdec.losses.draws import SampleDraws, as_draws
 
 
@@ -141,8 +141,7 @@ class FlowMatchingLoss:
         if self.perceptual is not None:
             terms["perceptual"] = perc_all
         if self.adversarial_weight > 0:
-            weight = adaptive_weight(loss.mean(), gan_all.mean(), decoder.net.last_layer.weight)
-            loss = loss + self.adversarial_weight * weight * gan_all
-            terms["gan"] = gan_all.detach()
-            terms["adaptive_weight"] = weight.expand_as(gan_all)
+            last = decoder.net.last_layer.weight
+            loss, more = add_generator_term(loss, gan_all, last, self.adversarial_weight)
+            terms.update(more)
         return loss, terms

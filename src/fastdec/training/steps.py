@@ -86,8 +86,10 @@ class TokenizerStep(_WithDiscriminator):
             with torch.no_grad():
                 real, fake = self.loss.detail_images(model.decoder, images, z, draws)
             d_terms["d_loss"] = self.critic.update(real, fake).expand(images.shape[0])
-        judge = () if self.discriminator is None else (self.discriminator,)  # a one-pass loss has none
-        loss, terms = self.loss(model.decoder, images, z, draws, *judge)
+        if self.critic is None:  # (a one-pass decoder's loss takes no discriminator)
+            loss, terms = self.loss(model.decoder, images, z, draws)
+        else:
+            loss, terms = self.loss(model.decoder, images, z, draws, self.discriminator)
         if vq is not None:  # codebook + commitment loss; codebook usage and perplexity are logged
             loss, terms = loss + vq.loss, {**terms, **vq.terms}
         return loss, {**d_terms, **terms}
