@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Residual diffusion against image-space diffusion, val split (256 crops), one `fastdec bench` run: the
-# runs of scripts/train_residual32.sh ($OUT) beside the bundled one-pass decoder and S = 3 teacher.
+# runs of scripts/train_residual32.sh ($OUT) beside the bundled one-pass decoder and the image-space S = 3
+# teacher of scripts/train_photos32.sh ($BASE).
 # Output: $DEST/residual.{json,md,png}. docs/results.md, "Residual diffusion", shows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/r32}
+BASE=${BASE:-runs/p32}
 DEST=${DEST:-benchmarks/results/corpus32/val}
 mkdir -p "$DEST"
-rows=(--model "photos32-onepass:label=one-pass" --model "photos32-ms3:label=image S=3 4/4/4 t0.7")
+rows=(--model "photos32-onepass:label=one-pass" --model "$BASE/ms3/export:steps=4/4/4,temperature=0.7,label=image S=3 4/4/4 t0.7")
 for run in ms3 ms3-long ms3-white; do
   for t in 1 0.85 0.7; do
     rows+=(--model "$OUT/$run/export:steps=4/4/4,temperature=$t,label=$run 4/4/4 t$t")
