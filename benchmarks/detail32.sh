@@ -62,3 +62,10 @@ for run in g0.5-d4 g1-d4; do
   bench "val-${run/./}" photos-val 256 --model "photos32-onepass:label=one-pass" "${rows[@]}" \
     --model "$R:steps=1,temperature=1,label=$run 1step t1" --model "$R:steps=1,temperature=0.7,label=$run 1step t0.7"
 done
+# The single-scale teacher with the detail terms (500 steps) at 50 steps, beside the bundled one.
+R=$OUT/fullres-p0.5-g0.5/export
+bench val-fullres-g05 photos-val 256 --model "photos32-onepass:label=one-pass" \
+  --model "photos32-fullres:label=bundled fullres 50 t0.7" \
+  --model "$R:steps=50,temperature=1,label=fullres g0.5 50 t1" \
+  --model "$R:steps=50,temperature=0.85,label=fullres g0.5 50 t0.85" \
+  --model "$R:steps=50,temperature=0.7,label=fullres g0.5 50 t0.7"

@@ -38,3 +38,10 @@ for w in 0.5 1; do
     --set train.log_every=10 --run "$OUT/ms3-p0.5-g$w-d4" > "$OUT/ms3-p0.5-g$w-d4.out" 2>&1 &
 done
 wait
+# The single-scale teacher with the same detail terms, 500 steps (its whole batch is at its one stage, so
+# a step costs about three of the S = 3 teacher's).
+OMP_NUM_THREADS=1 $F train --preset photos32 --set train.prior_from="$BASE/onepass/export" \
+  --set train.init_from="$BASE/fullres/export" --set train.perceptual=inception --set train.perceptual_weight=0.5 \
+  --set train.adversarial_weight=0.5 --set train.lr=1e-4 --set train.warmup_steps=50 --set train.steps=500 \
+  --set train.eval_every=250 --set train.eval_images=128 --set train.eval_steps=8 --set train.log_every=10 \
+  --no-progress --run "$OUT/fullres-p0.5-g0.5" > "$OUT/fullres-p0.5-g0.5.out" 2>&1
