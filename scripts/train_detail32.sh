@@ -3,17 +3,20 @@
 # in $BASE) fine-tuned (train.init_from) with a perceptual term on its clean estimates, and with a
 # perceptual and an adversarial term (docs/method.md §6), side by side on one thread each; 2000 steps x
 # 32 crops at lr 1e-4. docs/results.md, "Detail terms for the teacher", reports them
-# (benchmarks/detail32.sh). Re-running resumes every run where it stopped.
+# (benchmarks/detail32.sh). Then a faster discriminator, GAN weight 1, and the single-scale teacher with
+# the same terms. Re-running resumes every run where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-runs/p32}
 OUT=${OUT:-runs/pf}
 F=.venv/bin/fastdec
 mkdir -p "$OUT"
-TUNE=(--preset photos32 --set model.num_stages=3 --set train.prior_from="$BASE/onepass/export"
-  --set train.init_from="$BASE/ms3/export" --set train.perceptual=inception --set train.perceptual_weight=0.5
-  --set train.lr=1e-4 --set train.warmup_steps=50 --set train.steps="${STEPS:-2000}" --set train.eval_every=500
+# What every fine-tune here shares; TUNE starts from the S = 3 teacher.
+FINE=(--preset photos32 --set train.prior_from="$BASE/onepass/export" --set train.perceptual=inception
+  --set train.perceptual_weight=0.5 --set train.lr=1e-4 --set train.warmup_steps=50
   --set train.eval_images=128 --set train.eval_steps=8 --no-progress)
+TUNE=("${FINE[@]}" --set model.num_stages=3 --set train.init_from="$BASE/ms3/export"
+  --set train.steps="${STEPS:-2000}" --set train.eval_every=500)
 OMP_NUM_THREADS=1 $F train "${TUNE[@]}" --run "$OUT/ms3-p0.5" > "$OUT/ms3-p0.5.out" 2>&1 &
 OMP_NUM_THREADS=1 $F train "${TUNE[@]}" --set train.adversarial_weight=0.5 --set train.log_every=10 \
   --run "$OUT/ms3-p0.5-g0.5" > "$OUT/ms3-p0.5-g0.5.out" 2>&1 &
@@ -40,8 +43,6 @@ done
 wait
 # The single-scale teacher with the same detail terms, 500 steps (its whole batch is at its one stage, so
 # a step costs about three of the S = 3 teacher's).
-OMP_NUM_THREADS=1 $F train --preset photos32 --set train.prior_from="$BASE/onepass/export" \
-  --set train.init_from="$BASE/fullres/export" --set train.perceptual=inception --set train.perceptual_weight=0.5 \
-  --set train.adversarial_weight=0.5 --set train.lr=1e-4 --set train.warmup_steps=50 --set train.steps=500 \
-  --set train.eval_every=250 --set train.eval_images=128 --set train.eval_steps=8 --set train.log_every=10 \
-  --no-progress --run "$OUT/fullres-p0.5-g0.5" > "$OUT/fullres-p0.5-g0.5.out" 2>&1
+OMP_NUM_THREADS=1 $F train "${FINE[@]}" --set train.init_from="$BASE/fullres/export" --set train.adversarial_weight=0.5 \
+  --set train.steps=500 --set train.eval_every=250 --set train.log_every=10 \
+  --run "$OUT/fullres-p0.5-g0.5" > "$OUT/fullres-p0.5-g0.5.out" 2>&1
