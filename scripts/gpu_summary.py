@@ -11,9 +11,10 @@ from pathlib import Path
 
 RUNS = {
     "onepass": ("photos64-onepass", "one-pass decoder (photos64-onepass)"),
-    "fullres": ("photos64-fullres", "single-scale teacher (photos64, one-pass prior)"),
-    "ms3": ("photos64-ms3", "3-stage teacher (photos64 + model.num_stages=3, one-pass prior)"),
-    "student": ("photos64-ms3-1step", "the 3-stage teacher's one-step-per-stage student"),
+    "prior": ("photos64-prior", "the teachers' narrow one-pass prior (photos64-prior)"),
+    "fullres": ("photos64-fullres", "single-scale teacher (photos64, prior photos64-prior)"),
+    "ms3": ("photos64-ms", "3-stage teacher (photos64 + model.num_stages=3, prior photos64-prior)"),
+    "student": ("photos64-ms-1step", "the 3-stage teacher's one-step-per-stage student"),
 }
 
 

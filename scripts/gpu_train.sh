@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The 64 px family (presets photos64-onepass, photos64) on one CUDA GPU in at most BUDGET_S seconds of
+# The 64 px family (presets photos64-onepass, photos64-prior, photos64) on one CUDA GPU in at most BUDGET_S seconds of
 # wall clock, start-up included (default 570: a 10-minute slot with a margin):
 # 0. set-up: a venv that sees the system's packages (torch is installed only if python3 lacks it; the
 #    project itself without its dependencies; missing ones are tried with pip, offline is fine);
 # 1. a smoke pass: every stage below for a few steps with the real networks and batch, in the same
 #    order, which checks the whole chain before the budget is spent and measures each stage's img/s;
-# 2. the one-pass decoder; 3. the single-scale and the 3-stage diffusion teachers side by side (both
-#    refine the frozen one-pass decode); 4. the one-step-per-stage student of the 3-stage teacher
+# 2. the one-pass decoder and the narrow one-pass prior side by side; 3. the single-scale and the
+#    3-stage diffusion teachers side by side (both refine the prior's frozen decode); 4. the one-step-per-stage student of the 3-stage teacher
 #    (stage_path targets, adversarial weight 0.5). Each stage gets a share of the time left: its steps
 #    are the share times the img/s measured in 1., train.max_minutes stops it cleanly (state saved,
 #    exported) if it runs slow, and `timeout` ends it if it hangs;
 # 5. each export packed (float16 parameters) into one tar per model, then, time allowing, `fastdec
 #    eval` of each on 256 val crops.
-# $OUT (default runs/gpu) receives at most 6 files: <model>.tar (config.json + model.safetensors, under
+# $OUT (default runs/gpu) receives at most 7 files: <model>.tar (config.json + model.safetensors, under
 # 16 MiB), summary.txt (what finished, steps, img/s, PSNR, GPU) and logs.tar.gz; the runs themselves
 # (states, logs, exports) stay in $WORK (a fresh temporary directory unless set).
 #   OUT=runs/gpu bash scripts/gpu_train.sh    the real thing (needs CUDA)
@@ -49,6 +49,7 @@ if $SMOKE; then
   # The presets' shapes with tiny widths, or (TINY=1) at 32 px on a 4 x 4 grid.
   NET=(--set model.enc_width=32 --set model.enc_depth=1 --set model.enc_heads=2 --set model.dec_width=16
        --set model.dec_depth=1)
+  PNET=(--set model.prior_width=16 --set model.prior_depth=1)  # the teachers' prior: NET's shape too
   if $TINY; then NET+=(--set model.resolution=32 --set model.num_latents=16); fi
   RUN=(--set train.device=cpu --set train.eval_images=8 --no-progress)
   EVAL=(--device cpu --limit 4 --no-rfid)
@@ -60,6 +61,7 @@ else
   PRE_STEPS=6
   PRE_SECS=120
   NET=()
+  PNET=()
   RUN=(--set train.device=cuda --set train.bf16=true --set train.compile="${COMPILE:-false}"
        --set train.eval_images=128 --no-progress)
   EVAL=(--device cuda --limit 256)
@@ -166,7 +168,7 @@ schedule() {
 finish() {
   local rc=$?
   [[ -n "${MONITOR:-}" ]] && kill "$MONITOR" 2> /dev/null
-  for run in onepass fullres ms3 student; do
+  for run in onepass prior fullres ms3 student; do
     for kind in smoke/$run runs/$run; do
       [[ -f "$WORK/$kind/log.jsonl" ]] && cp "$WORK/$kind/log.jsonl" "$LOGS/${kind/\//-}.log.jsonl"
     done
@@ -216,13 +218,19 @@ smoke_pass() {
   S=$WORK/smoke
   PRE=(--set train.steps=$PRE_STEPS --set train.warmup_steps=1 --set train.log_every=1 --set train.batch_size=$BATCH
        --set train.workers=$WORKERS "${RUN[@]}")
-  stage smoke-onepass "$PRE_SECS" train --preset photos64-onepass "${NET[@]}" "${PRE[@]}" --run "$S/onepass" || exit 1
-  TEACHER=(--preset photos64 "${NET[@]}" --set train.prior_from="$S/onepass/export")
+  stage smoke-onepass "$PRE_SECS" train --preset photos64-onepass "${NET[@]}" "${PRE[@]}" --run "$S/onepass" &
+  O=$!
+  stage smoke-prior "$PRE_SECS" train --preset photos64-prior "${NET[@]}" "${PRE[@]}" --run "$S/prior" &
+  P=$!
+  RC=0
+  wait $O || RC=1
+  wait $P || RC=1
+  ((RC == 0)) || exit 1
+  TEACHER=(--preset photos64 "${NET[@]}" "${PNET[@]}" --set train.prior_from="$S/prior/export")
   stage smoke-fullres "$PRE_SECS" train "${TEACHER[@]}" "${PRE[@]}" --run "$S/fullres" &
   F=$!
   stage smoke-ms3 "$PRE_SECS" train "${TEACHER[@]}" --set model.num_stages=3 "${PRE[@]}" --run "$S/ms3" &
   M=$!
-  RC=0
   wait $F || RC=1
   wait $M || RC=1
   ((RC == 0)) || exit 1
@@ -239,12 +247,19 @@ if ((L < 60)); then
   note "the smoke pass left ${L}s of the budget: no time for the runs"
   exit 1
 fi
+ONEPASS=(--set train.batch_size=$BATCH --set train.workers=$((WORKERS / 2)) "${RUN[@]}")
 plan onepass $((L * 3 / 10)) "$BATCH"
-stage onepass "$SECS" train --preset photos64-onepass "${NET[@]}" $(schedule "$STEPS") --set train.batch_size=$BATCH \
-  --set train.workers=$WORKERS "${RUN[@]}" --run "$R/onepass" || true
-if [[ -f "$R/onepass/export/config.json" ]]; then
+stage onepass "$SECS" train --preset photos64-onepass "${NET[@]}" $(schedule "$STEPS") "${ONEPASS[@]}" \
+  --run "$R/onepass" &
+O=$!
+plan prior $((L * 3 / 10)) "$BATCH"
+stage prior "$SECS" train --preset photos64-prior "${NET[@]}" $(schedule "$STEPS") "${ONEPASS[@]}" --run "$R/prior" &
+P=$!
+wait $O || true
+wait $P || true
+if [[ -f "$R/prior/export/config.json" ]]; then
   SHARE=$(($(left) * 4 / 7))
-  TEACHER=(--preset photos64 "${NET[@]}" --set train.prior_from="$R/onepass/export" --set train.batch_size=$BATCH
+  TEACHER=(--preset photos64 "${NET[@]}" "${PNET[@]}" --set train.prior_from="$R/prior/export" --set train.batch_size=$BATCH
            --set train.workers=$((WORKERS * 3 / 4)) "${RUN[@]}")
   plan fullres "$SHARE" "$BATCH"
   stage fullres "$SECS" train "${TEACHER[@]}" $(schedule "$STEPS") --run "$R/fullres" &
@@ -255,8 +270,8 @@ if [[ -f "$R/onepass/export/config.json" ]]; then
   wait $F || true
   wait $M || true
 else
-  skip fullres "no one-pass export"
-  skip ms3 "no one-pass export"
+  skip fullres "no prior export"
+  skip ms3 "no prior export"
 fi
 if [[ -f "$R/ms3/export/config.json" ]]; then
   plan student "$(left)" "$DBATCH"
@@ -267,16 +282,16 @@ else
 fi
 
 # --- 5. pack, evaluate ---------------------------------------------------------------------------------
-declare -A NAME=([onepass]=photos64-onepass [fullres]=photos64-fullres [ms3]=photos64-ms3
-                 [student]=photos64-ms3-1step)
-for run in onepass fullres ms3 student; do
+declare -A NAME=([onepass]=photos64-onepass [prior]=photos64-prior [fullres]=photos64-fullres
+                 [ms3]=photos64-ms [student]=photos64-ms-1step)
+for run in onepass prior fullres ms3 student; do
   [[ -f "$R/$run/export/config.json" ]] || continue
   name=${NAME[$run]}
   stage "pack-$run" 120 pack --model "$R/$run/export" --output "$WORK/packed/$name" \
     --note "scripts/gpu_train.sh $run" || continue
   tar -cf "$OUT/$name.tar" -C "$WORK/packed" "$name"
 done
-for run in onepass fullres ms3 student; do
+for run in onepass prior fullres ms3 student; do
   name=${NAME[$run]}
   [[ -f "$OUT/$name.tar" ]] || continue
   SECS=$((DEADLINE - SECONDS - 5))
@@ -288,4 +303,4 @@ for run in onepass fullres ms3 student; do
   stage "eval-$run" "$SECS" eval --model "$WORK/packed/$name" --data photos-val "${EVAL[@]}" \
     --json "$LOGS/eval-$run.json" || true
 done
-for run in onepass fullres ms3 student; do ok "$run" && [[ -f "$OUT/${NAME[$run]}.tar" ]] || exit 1; done
+for run in onepass prior fullres ms3 student; do ok "$run" && [[ -f "$OUT/${NAME[$run]}.tar" ]] || exit 1; done

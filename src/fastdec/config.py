@@ -39,6 +39,10 @@ class ModelConfig:
     # with latent_skip, what the x-prediction refines: "linear" (the PCA decode of z) or "onepass" (a
     # one-pass decoder of the same shape, models/prior.py; train it first, then train.prior_from)
     prior: Literal["linear", "onepass"] = "linear"
+    # prior="onepass": the one-pass decoder's dec_width and dec_depth, 0 = the diffusion decoder's. A
+    # narrower prior is decoded once per image, so it sets most of a one-step student's cost.
+    prior_width: int = 0
+    prior_depth: int = 0
     # what the diffusion runs on: the image, or the one-pass prior's residual scaled to unit variance,
     # with one scale or per axis of its colour eigenbasis (docs/method.md §11.5: the noise levels then
     # match the detail the prior leaves out)
@@ -263,7 +267,8 @@ _LIMITS = {
     **dict.fromkeys(["model.enc_patch", "model.dec_patch"], _Range(1, 512)),
     **dict.fromkeys(["model.enc_width", "model.dec_width"], _Range(1, 16_384)),
     **dict.fromkeys(["model.enc_heads", "model.dec_heads"], _Range(1, 1024)),
-    **dict.fromkeys(["model.enc_depth", "model.dec_depth"], _Range(0, 512)),
+    **dict.fromkeys(["model.enc_depth", "model.dec_depth", "model.prior_depth"], _Range(0, 512)),
+    "model.prior_width": _Range(0, 16_384),
     "model.num_stages": _Range(1, 16),
     "model.codebook_size": _Range(2, 1 << 20),
     "model.mlp_ratio": _Range(0, 64, open_low=True),
@@ -370,6 +375,11 @@ def _check_model(m: ModelConfig) -> None:
         raise ValueError(
             "prior='onepass' needs latent_skip=True and decoder='flow': a diffusion decoder refining "
             "a one-pass decode, which itself refines the PCA decode"
+        )
+    if (m.prior_width or m.prior_depth) and m.prior != "onepass":
+        raise ValueError(
+            f"prior_width={m.prior_width}, prior_depth={m.prior_depth} set the shape of a one-pass prior; "
+            f"they need prior='onepass', got prior={m.prior!r}"
         )
     if m.diffusion_space != "image" and m.prior != "onepass":
         raise ValueError(

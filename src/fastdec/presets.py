@@ -112,20 +112,27 @@ PRESETS["photos32"] = Config(
 )
 
 
-def _photos_grid(base: str, side: int) -> Config:
-    """``base`` at ``side`` px: a (side / 8)^2 x 8 latent grid, three residual blocks per U-Net level."""
-    model = dict(resolution=side, latent_kind="grid", num_latents=(side // 8) ** 2, dec_depth=3)
+def _photos_grid(base: str, side: int, **model_fields) -> Config:
+    """``base`` at ``side`` px: a (side / 8)^2 x 8 latent grid, three residual blocks per U-Net level;
+    ``model_fields`` override the model config on top."""
+    model = (
+        dict(resolution=side, latent_kind="grid", num_latents=(side // 8) ** 2, dec_depth=3) | model_fields
+    )
     return dataclasses.replace(PRESETS[base], model=dataclasses.replace(PRESETS[base].model, **model))
 
 
-# The corpus recipe at 64 and 128 px, for a GPU (scripts/gpu_train.sh; not yet tuned on val). The latent
-# keeps the 32 px family's one number per 24 pixel values as an 8 x 8 (16 x 16) grid of 8 numbers, one
-# per 8 x 8 encoder patch: its block-PCA skip is 192 x 8 numbers, where a global PCA of the 12288 (49152)
-# pixels into 512 (2048) numbers would put 12.6 M (201 M) fixed numbers into every export. The U-Net keeps
-# the 32 px width and gets a third residual block per level (its three levels are fixed, so depth is what
-# widens its view of the larger image); a diffusion teacher is 7.3 M parameters, 14 MiB in float16.
+# The corpus recipe at 64 and 128 px (scripts/train_bundled64.sh; scripts/gpu_train.sh on a GPU). The
+# latent keeps the 32 px family's one number per 24 pixel values as an 8 x 8 (16 x 16) grid of 8 numbers,
+# one per 8 x 8 encoder patch: its block-PCA skip is 192 x 8 numbers, where a global PCA of the 12288
+# (49152) pixels into 512 (2048) numbers would put 12.6 M (201 M) fixed numbers into every export. The
+# U-Net keeps the 32 px width and gets a third residual block per level (its three levels are fixed, so
+# depth is what widens its view of the larger image): 3.1 M parameters, 1.0 M more in the encoder.
 PRESETS["photos64-onepass"] = _photos_grid("photos32-onepass", 64)
-PRESETS["photos64"] = _photos_grid("photos32", 64)
+# The diffusion decoders' prior is a narrow one-pass decoder ("photos64-prior", width 16, two blocks per
+# level): it is decoded once per image, and a full-width one costs as much as the last stage's call, which
+# would hold a one-step student far below the ideal FLOP saving (docs/results.md, "The 64 px family").
+PRESETS["photos64-prior"] = _photos_grid("photos32-onepass", 64, dec_width=16, dec_depth=2)
+PRESETS["photos64"] = _photos_grid("photos32", 64, prior_width=16, prior_depth=2)
 PRESETS["photos128-onepass"] = _photos_grid("photos32-onepass", 128)
 PRESETS["photos128"] = _photos_grid("photos32", 128)
 

@@ -1,6 +1,6 @@
-"""Writes tests/hub/reference/decodes.safetensors: the bundled models' decodes of 4 test crops (default
-settings, seeds 0..3), which tests/hub/test_bundled.py compares against. Re-run it only when the
-bundled models are retrained on purpose: `.venv/bin/python -m tests.hub.make_reference`."""
+"""Writes tests/hub/reference/decodes.safetensors: the bundled models' decodes of 4 test crops at their
+resolution (default settings, seeds 0..3), which tests/hub/test_bundled.py compares against. Re-run it only
+when the bundled models are retrained on purpose: `.venv/bin/python -m tests.hub.make_reference`."""
 
 from pathlib import Path
 
@@ -14,16 +14,19 @@ from fastdec.tokenizer import Tokenizer
 REFERENCE = Path(__file__).parent / "reference" / "decodes.safetensors"
 
 
-def reference_crops() -> torch.Tensor:
-    return validation_crops(32, 4, seed=0, split="test")
+def reference_crops(resolution: int) -> torch.Tensor:
+    return validation_crops(resolution, 4, seed=0, split="test")
 
 
 @torch.no_grad()
 def decodes() -> dict[str, torch.Tensor]:
-    x = reference_crops()
-    out = {"images": x}
+    """``images`` (the 32 px crops), ``images-<R>`` (other resolutions) and each bundled model's decodes."""
+    out = {}
     for name in bundled_models():
         model = Tokenizer.from_pretrained(name)
+        r = model.resolution
+        key = "images" if r == 32 else f"images-{r}"
+        x = out.setdefault(key, reference_crops(r))
         out[name] = model.decode(model.encode(x), seeds=range(len(x)))
     return out
 

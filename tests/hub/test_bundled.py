@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastdec.cli import demo
 from fastdec.cli.main import main
 from fastdec.hub import BUNDLED_DIR, bundled_models, pack, reference_check
 from fastdec.tokenizer import Tokenizer
@@ -70,6 +71,8 @@ def test_pack_ships_chosen_decode_defaults(tmp_path):
 
 def test_demo_writes_table_and_figures(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("fastdec.models.pca.DEFAULT_FIT_IMAGES", 512)  # the PCA row, fitted fast
+    fewer_steps = tuple(s.replace("steps=50", "steps=5") for s in demo.DEMO_SETTINGS)  # the same rows
+    monkeypatch.setattr(demo, "DEMO_SETTINGS", fewer_steps)
     assert main(["demo", "--output", str(tmp_path), "--limit", "4", "--threads", "1"]) == 0
     for name in ("results.md", "results.json", "speed_quality.png", "reconstructions.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -77,6 +80,15 @@ def test_demo_writes_table_and_figures(tmp_path, capsys, monkeypatch):
     assert table.count("\n|") >= 7  # header rule + one row per decoder
     assert "PCA 128" in table and "thumbnail" in table
     assert "reconstructions.png" in capsys.readouterr().out
+
+
+def test_demo_at_64_px_shows_the_64_px_family(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fastdec.models.pca.DEFAULT_FIT_IMAGES", 1024)
+    argv = ["demo", "--resolution", "64", "--output", str(tmp_path), "--limit", "2", "--threads", "1"]
+    assert main(argv) == 0
+    table = (tmp_path / "results.md").read_text()
+    assert "one-pass (deterministic)" in table and "PCA 512" in table and "thumbnail 13x13" in table
+    assert "held-out crops (64x64" in capsys.readouterr().out
 
 
 def test_bundled_models_decode_as_recorded():

@@ -50,6 +50,20 @@ def test_the_error_is_the_sum_of_the_discarded_eigenvalues(crops, k):
     assert math.isclose(codec.meta["explained_variance"], evals[:k].sum() / evals.sum(), rel_tol=1e-6)
 
 
+def test_fewer_crops_than_pixels_fit_the_same_codec(crops):
+    """With fewer crops than pixel values the fit diagonalises the crops' Gram matrix instead of the
+    covariance: the same components (up to sign), variances and reconstructions."""
+    few = crops[:100]  # 100 crops, 192 pixel values
+    gram = PCACodec.fit(few, 40)
+    evals = covariance_eigenvalues(few)
+    z = gram.encode(few)
+    assert torch.allclose(z.double().var(0, correction=0), torch.ones(40, dtype=torch.float64), atol=1e-3)
+    error = (gram.linear_decode(z).double() - few.double()).pow(2).flatten(1).sum(1).mean()
+    assert math.isclose(error, evals[40:].sum(), rel_tol=1e-3)
+    assert math.isclose(gram.meta["explained_variance"], evals[:40].sum() / evals.sum(), rel_tol=1e-6)
+    assert math.isclose(gram.meta["residual_var_per_pixel"], evals[40:].sum() / (3 * R * R), rel_tol=1e-4)
+
+
 def test_decode_ignores_settings_and_costs_no_network(crops):
     codec = PCACodec.fit(crops, 12)
     z = codec.encode(crops[:4])

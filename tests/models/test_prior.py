@@ -90,6 +90,23 @@ def test_prior_from_must_match(tmp_path):
         Tokenizer(resolve("tiny", ["model.prior=onepass"]))
 
 
+def test_a_narrower_prior_is_its_own_onepass_export(tmp_path):
+    unet = ("model.dec_backbone=unet", "model.dec_depth=2")
+    onepass = _onepass(tmp_path, *unet, "model.dec_width=16", "model.dec_depth=1")
+    shape = ("model.prior=onepass", "model.dec_width=32", "model.num_stages=2")
+    teacher = tiny_tokenizer(*SKIP, *unet, *shape, "model.prior_width=16", "model.prior_depth=1", seed=1)
+    load_onepass_prior(teacher, str(tmp_path / "onepass"))
+    z = teacher.encode(images(3))
+    assert torch.allclose(teacher.decoder.prior_image(z), onepass.decode(z), atol=1e-6)
+    prior_params = sum(p.numel() for p in teacher.decoder.prior.net.parameters())
+    assert prior_params < sum(p.numel() for p in teacher.decoder.net.parameters()) / 3
+    same_width = tiny_tokenizer(*SKIP, *unet, *shape)
+    with pytest.raises(ValueError, match="another shape.*dec_width"):
+        load_onepass_prior(same_width, str(tmp_path / "onepass"))
+    with pytest.raises(ValueError, match="prior_width=16.*need prior='onepass'"):
+        Tokenizer(resolve("tiny", [*SKIP, "model.prior_width=16"]))
+
+
 @pytest.mark.parametrize("latents", [GRID, ("model.latent_kind=tokens",)])
 @pytest.mark.parametrize("side", [4, 8, 16])
 def test_unet_keeps_shape_at_every_stage(side, latents):

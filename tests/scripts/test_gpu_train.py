@@ -15,7 +15,7 @@ from fastdec.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
-MODELS = ("photos64-onepass", "photos64-fullres", "photos64-ms3", "photos64-ms3-1step")
+MODELS = ("photos64-onepass", "photos64-prior", "photos64-fullres", "photos64-ms", "photos64-ms-1step")
 
 
 def test_smoke_run_hands_back_packed_exports_that_decode_and_a_summary(tmp_path):
@@ -47,7 +47,8 @@ def test_smoke_run_hands_back_packed_exports_that_decode_and_a_summary(tmp_path)
         y = tok.decode(tok.encode(x), seeds=range(2))
         assert y.shape == x.shape and torch.isfinite(y).all()
     summary = (out / "summary.txt").read_text()
-    assert summary.count("  run        ok") == 4 and all(f"{name}.tar" in summary for name in MODELS)
+    assert summary.count("  run        ok") == len(MODELS)
+    assert all(f"{name}.tar" in summary for name in MODELS)
     assert "target stage_path, adversarial weight 0.5" in summary
     with tarfile.open(out / "logs.tar.gz") as tar:
         assert {"logs/onepass.out", "logs/runs-student.log.jsonl"} <= set(tar.getnames())

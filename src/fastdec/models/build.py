@@ -4,6 +4,8 @@ One place turns :class:`fastdec.config.ModelConfig` into modules; :class:`fastde
 holds them and decodes with them.
 """
 
+import dataclasses
+
 from torch import nn
 
 from fastdec.config import ModelConfig
@@ -30,6 +32,15 @@ def decoder_backbone(m: ModelConfig, prior_cond: bool) -> nn.Module:
     )  # fmt: skip
 
 
+def prior_model(m: ModelConfig) -> ModelConfig:
+    """The model config of the one-pass decoder that a ``prior="onepass"`` decoder refines: ``m`` with
+    the prior's width and depth (``prior_width``, ``prior_depth``; 0 keeps the decoder's) and one pass."""
+    return dataclasses.replace(
+        m, dec_width=m.prior_width or m.dec_width, dec_depth=m.prior_depth or m.dec_depth, decoder="onepass",
+        prior="linear", prior_width=0, prior_depth=0, num_stages=1, cfg_dropout=0.0, diffusion_space="image",
+    )  # fmt: skip
+
+
 def build_networks(m: ModelConfig) -> tuple[Encoder, VelocityModel]:
     """(encoder, decoder) for a validated model config. With ``latent_skip`` both share the PCA codec's
     two directions; with ``prior="onepass"`` the decoder refines a one-pass decoder of the same shape."""
@@ -52,7 +63,9 @@ def build_networks(m: ModelConfig) -> tuple[Encoder, VelocityModel]:
     prior = skips[1]
     if m.prior == "onepass":
         # the one-pass decoder this refines was trained with the same prior_cond (train.prior_from)
-        prior = OnePassPrior(skips[1], decoder_backbone(m, m.prior_cond), prior_input=m.prior_cond)
+        prior = OnePassPrior(
+            skips[1], decoder_backbone(prior_model(m), m.prior_cond), prior_input=m.prior_cond
+        )
     decoder = VelocityModel(
         net, m.parameterization, prior=prior, blend=m.skip_blend, prior_input=m.prior_cond,
         space=m.diffusion_space,

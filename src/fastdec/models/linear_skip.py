@@ -77,14 +77,21 @@ class LinearSkip(nn.Module):
     def fit_pca(self, images: torch.Tensor) -> float:
         """Set the mean and the whitened projection (encode) or its inverse (decode) from images
         (N, C, H, W); returns the fraction of variance the kept components explain."""
-        r = regions(images.double(), self.region).flatten(0, 1)  # (N*n, C*r*r)
+        r = regions(images.double(), self.region).flatten(0, 1)  # (M, D) = (N*n, C*r*r)
         mean = r.mean(0)
-        cov = (r - mean).T @ (r - mean) / r.shape[0]
-        evals, evecs = torch.linalg.eigh(cov)  # ascending
-        k = self.weight.shape[0] if self.direction == "encode" else self.weight.shape[1]
-        vals, vecs = evals[-k:].flip(0).clamp_min(1e-8), evecs[:, -k:].flip(1)  # (k,), (dim, k)
+        x = r - mean
+        (m, dim), k = x.shape, self.weight.shape[0] if self.direction == "encode" else self.weight.shape[1]
+        if k <= m < dim:
+            # fewer samples than pixels: the Gram matrix X X^T / M has the covariance's nonzero
+            # eigenvalues, and X^T u / sqrt(M lambda) are its eigenvectors (M^3 work, not D^3)
+            evals, u = torch.linalg.eigh(x @ x.T / m)  # ascending
+            vals, u = evals[-k:].flip(0).clamp_min(1e-8), u[:, -k:].flip(1)
+            vecs = x.T @ u / (m * vals).sqrt()
+        else:
+            evals, evecs = torch.linalg.eigh(x.T @ x / m)  # ascending
+            vals, vecs = evals[-k:].flip(0).clamp_min(1e-8), evecs[:, -k:].flip(1)  # (k,), (D, k)
         self.mean.copy_(mean)
         self.weight.copy_((vecs / vals.sqrt()).T if self.direction == "encode" else vecs * vals.sqrt())
-        total = evals.clamp_min(0).sum()
-        self.residual_var.fill_(float((total - vals.sum()) / evals.numel()))
+        total = evals.clamp_min(0).sum()  # the trace: the same for both matrices
+        self.residual_var.fill_(float((total - vals.sum()) / dim))
         return float(vals.sum() / total)

@@ -12,6 +12,7 @@ from fastdec.eval.metrics import psnr, summarize_psnr
 from fastdec.losses.flow_matching import FlowMatchingLoss
 from fastdec.losses.perceptual import build_perceptual
 from fastdec.losses.reconstruction import ReconstructionLoss
+from fastdec.models.build import prior_model
 from fastdec.models.discriminator import Discriminator
 from fastdec.models.prior import onepass_weights
 from fastdec.tokenizer import Tokenizer
@@ -78,7 +79,9 @@ def load_onepass_prior(model: Tokenizer, source: str) -> None:
     onepass = Tokenizer.from_pretrained(source)
     if onepass.config.model.decoder != "onepass":
         raise ValueError(f"train.prior_from={source!r} is not a one-pass export (model.decoder='onepass')")
-    ours = {k: v for k, v in dataclasses.asdict(model.config.model).items() if k in SHARED_WITH_PRIOR}
+    ours = {
+        k: v for k, v in dataclasses.asdict(prior_model(model.config.model)).items() if k in SHARED_WITH_PRIOR
+    }
     theirs = {k: v for k, v in dataclasses.asdict(onepass.config.model).items() if k in SHARED_WITH_PRIOR}
     differ = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
     if differ:
