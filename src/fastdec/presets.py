@@ -106,6 +106,11 @@ PRESETS["photos32-onepass"] = Config(
     ),
     train=dataclasses.replace(PRESETS["cpu32"].train, augment="flip", crop_min_frac=0.5, eval_images=128),
 )
+# The narrow one-pass decoder for diffusion decoders to refine (model.prior_width / prior_depth): its one
+# call per decode is the cost that neither the pyramid nor distillation shrinks (docs/method.md §11.4).
+PRESETS["photos32-prior"] = dataclasses.replace(
+    PRESETS["photos32-onepass"], model=dataclasses.replace(PRESETS["photos32-onepass"].model, dec_width=16)
+)
 PRESETS["photos32"] = Config(
     model=dataclasses.replace(PRESETS["photos32-onepass"].model, decoder="flow", prior="onepass"),
     train=dataclasses.replace(PRESETS["photos32-onepass"].train, eval_steps=8),
