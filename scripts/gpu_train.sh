@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The 64 px family (presets photos64-onepass, photos64-prior, photos64) on one CUDA GPU in at most BUDGET_S seconds of
-# wall clock, start-up included (default 570: a 10-minute slot with a margin):
+# The 64 px family (presets photos64-onepass, photos64-prior, photos64) on one CUDA GPU in at most
+# BUDGET_S seconds of wall clock, start-up included (default 570: a 10-minute slot with a margin):
 # 0. set-up: a venv that sees the system's packages (torch is installed only if python3 lacks it; the
 #    project itself without its dependencies; missing ones are tried with pip, offline is fine);
 # 1. a smoke pass: every stage below for a few steps with the real networks and batch, in the same
 #    order, which checks the whole chain before the budget is spent and measures each stage's img/s;
 # 2. the one-pass decoder and the narrow one-pass prior side by side; 3. the single-scale and the
-#    3-stage diffusion teachers side by side (both refine the prior's frozen decode); 4. the one-step-per-stage student of the 3-stage teacher
-#    (stage_path targets, adversarial weight 0.5). Each stage gets a share of the time left: its steps
-#    are the share times the img/s measured in 1., train.max_minutes stops it cleanly (state saved,
-#    exported) if it runs slow, and `timeout` ends it if it hangs;
+#    3-stage diffusion teachers side by side (both refine the prior's frozen decode); 4. the
+#    one-step-per-stage student of the 3-stage teacher (stage_path targets, adversarial weight 0.5).
+#    Each stage gets a share of the time left: its steps are the share times the img/s measured in 1.,
+#    train.max_minutes stops it cleanly (state saved, exported) if it runs slow, and `timeout` ends it
+#    if it hangs;
 # 5. each export packed (float16 parameters) into one tar per model, then, time allowing, `fastdec
 #    eval` of each on 256 val crops.
 # $OUT (default runs/gpu) receives at most 7 files: <model>.tar (config.json + model.safetensors, under
