@@ -9,7 +9,8 @@
 #    multi-scale one (S = 3, 8 -> 16 -> 32 px). Both refine the frozen one-pass decode of step 1
 #    (model.prior=onepass): encoder and one-pass decoder are copied from it and frozen, and their own
 #    U-Net learns, by flow matching, the detail that the deterministic decode cannot hold.
-# Re-running resumes every run where it stopped. ONEPASS_STEPS / TEACHER_STEPS / MS_STEPS scale them.
+# Re-running resumes every run where it stopped. ONEPASS_STEPS / TEACHER_STEPS / MS_STEPS scale them;
+# MS_PRIOR / MS_PRIOR_WIDTH give the S = 3 teacher another one-pass decoder (and its width) to refine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/p32}
@@ -19,9 +20,9 @@ COMMON=(--no-progress)
 OMP_NUM_THREADS=2 $F train --preset photos32-onepass --set train.steps="${ONEPASS_STEPS:-7000}" \
   --set train.eval_every=1000 --run "$OUT/onepass" "${COMMON[@]}" > "$OUT/onepass.out" 2>&1
 
-TEACHER=(--preset photos32 --set train.prior_from="$OUT/onepass/export" "${COMMON[@]}")
-OMP_NUM_THREADS=1 $F train "${TEACHER[@]}" --set train.steps="${TEACHER_STEPS:-2600}" --set train.eval_every=650 \
-  --run "$OUT/fullres" > "$OUT/fullres.out" 2>&1 &
-OMP_NUM_THREADS=1 $F train "${TEACHER[@]}" --set model.num_stages=3 --set train.steps="${MS_STEPS:-4000}" \
+OMP_NUM_THREADS=1 $F train --preset photos32 --set train.prior_from="$OUT/onepass/export" "${COMMON[@]}" \
+  --set train.steps="${TEACHER_STEPS:-2600}" --set train.eval_every=650 --run "$OUT/fullres" > "$OUT/fullres.out" 2>&1 &
+OMP_NUM_THREADS=1 $F train --preset photos32 --set train.prior_from="${MS_PRIOR:-$OUT/onepass/export}" "${COMMON[@]}" \
+  --set model.prior_width="${MS_PRIOR_WIDTH:-0}" --set model.num_stages=3 --set train.steps="${MS_STEPS:-4000}" \
   --set train.eval_every=1000 --run "$OUT/ms3" > "$OUT/ms3.out" 2>&1 &
 wait

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # photos32-prior: the narrow one-pass decoder (U-Net width 16, two blocks per level; preset photos32-prior)
-# on which the next 32 px diffusion decoders are to be trained (`--preset photos32 --set
-# model.prior_width=16 --set train.prior_from=photos32-prior`): its call is the one cost per decode that
+# that the bundled S = 3 teacher and its student refine (`--preset photos32 --set model.prior_width=16
+# --set train.prior_from=photos32-prior`; scripts/train_bundled.sh): its call is the one cost per decode that
 # neither the pyramid nor distillation shrinks, and at width 16 it costs a ninth of photos32-onepass's
 # (docs/method.md §11.4; benchmarks/results/corpus32/flops_design.md). Photo corpus, train split; 4500
 # steps x 32 crops, 2 threads, under 52 min here; then packed (float16) into src/fastdec/assets/models.

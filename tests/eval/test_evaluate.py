@@ -31,6 +31,9 @@ def test_evaluate_reports_the_protocol_fields():
     assert recon.shape == (4, 3, 16, 16)
     assert result["nfe"] == 2 and result["timing_batch_size"] == 2 and result["dtype"] == "torch.float32"
     assert result["flops_per_image"] > 0 and result["decode_ms_per_image"] > 0
+    untimed, recon_untimed = evaluate(model, images(4), batch_size=2, rfid=False, time_decode=False, steps=2)
+    assert "decode_ms_per_image" not in untimed and untimed["encode_ms_per_image"] > 0
+    torch.testing.assert_close(recon_untimed, recon)
 
 
 def test_bench_setting_spec_parses_every_decode_option():

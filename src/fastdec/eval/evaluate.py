@@ -55,6 +55,7 @@ def evaluate(
     seed: int = 0,
     rfid: bool = True,
     timing_repeats: int = 3,
+    time_decode: bool = True,
     threads: int | None = None,
     progress=None,
     autocast: torch.dtype | None = None,
@@ -68,7 +69,8 @@ def evaluate(
     upward at small N: compare only equal ``n_images``). Cost: network calls per image (guidance
     counted), decoder FLOPs per image (torch.utils.flop_counter, one image), and decode / encode time
     per image: median of ``timing_repeats`` timed runs of one batch after one warm-up, threads fixed,
-    encoder timed apart from the decoder, CUDA synchronised. ``images`` sit on the device to use;
+    encoder timed apart from the decoder, CUDA synchronised (``time_decode=False``: the decode is not
+    timed, for callers that time it themselves). ``images`` sit on the device to use;
     ``autocast`` (e.g. torch.bfloat16) runs encode and decode in that precision. The Inception
     features of the real images come from the disk cache of :func:`fastdec.eval.metrics.real_features`
     (``fid_cache=False``: computed afresh), or from ``real_features`` (N, 2048) when the caller has them.
@@ -87,9 +89,10 @@ def evaluate(
         sync = cuda_sync_if_needed(images.device)
         with precision(images.device, autocast):
             z = model.encode(x)
-            decode_t = measure_ms(
-                lambda: model.decode(z, **decode), warmup=1, repeats=timing_repeats, sync=sync
-            )
+            if time_decode:
+                decode_t = measure_ms(
+                    lambda: model.decode(z, **decode), warmup=1, repeats=timing_repeats, sync=sync
+                )
             encode_t = measure_ms(lambda: model.encode(x), warmup=1, repeats=timing_repeats, sync=sync)
             flops = count_flops(lambda: model.decode(z[:1], **decode))
         images = images.float().cpu()
@@ -100,7 +103,6 @@ def evaluate(
         "ssim": float(ssim(recon, images).mean()),
         "nfe": int(model.nfe(**decode)),
         "flops_per_image": int(flops),
-        "decode_ms_per_image": decode_t["median_ms"] / x.shape[0],
         "encode_ms_per_image": encode_t["median_ms"] / x.shape[0],
         "timing_batch_size": int(x.shape[0]),
         "threads": threads,
@@ -111,6 +113,8 @@ def evaluate(
         "decode": {k: (list(v) if isinstance(v, tuple) else v) for k, v in decode.items()},
         "seed": seed,
     }
+    if time_decode:
+        result["decode_ms_per_image"] = decode_t["median_ms"] / x.shape[0]
     if rfid:
         fid = FIDAccumulator()
         if real_features is None:
