@@ -17,8 +17,8 @@ for t in 1 0.85 0.7; do rows+=(--model "$S:temperature=$t,label=student t$t"); d
 OMP_NUM_THREADS=$THREADS .venv/bin/fastdec bench --data photos-val --limit 256 --repeats 1 --threads "$THREADS" \
   "${rows[@]}" --json "$DEST/val.json" --markdown "$DEST/val.md" --grid "$DEST/val.png" > "$DEST/val.log" 2>&1
 cat "$DEST/val.md"
-# The student with the Inception perceptual term (the shipped one, $OUT/ms3-detail-1step) against the ADD-only
-# student that the rows above measured ($ADD_ONLY: the same distill command without distill.perceptual).
+# The committed val.md was measured with an ADD-only student at $S (the distill command without
+# distill.perceptual); $ADD_ONLY names such a run, to compare it with the shipped student (perceptual term).
 if [ -n "${ADD_ONLY:-}" ]; then
   OMP_NUM_THREADS=$THREADS .venv/bin/fastdec bench --data photos-val --limit 256 --repeats 1 --threads "$THREADS" \
     --model "$ADD_ONLY:temperature=0.7,label=student t0.7" \
