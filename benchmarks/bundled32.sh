@@ -14,7 +14,7 @@ OMP_NUM_THREADS=$THREADS .venv/bin/fastdec bench --data photos-test --limit "$LI
   --model "photos32-fullres:label=single-scale teacher 50 steps" \
   --model "photos32-ms3:label=S=3 teacher 4/4/4" \
   --model "photos32-ms3:steps=1,temperature=${STUDENT_TEMPERATURE:-0.85},label=S=3 teacher 1 step per stage (undistilled)" \
-  --model "photos32-ms3-1step:label=S=3 student (ADD + perceptual)" \
+  --model "photos32-ms3-1step:label=S=3 student (ADD + perceptual 2)" \
   --model "photos32-onepass:label=one-pass" \
   --model "photos32-prior:label=narrow one-pass (the S=3 prior)" \
   --model "pca-128:label=PCA 128" \

@@ -10,7 +10,8 @@
 #    Inception perceptual term and the hinge GAN term, each at weight 0.5, 2000 steps at lr 1e-4
 #    (docs/results.md, "Detail terms for the teacher"). This is photos32-ms3.
 # 4. Its one-step-per-stage student (ADD: stage-path targets that carry the student's noise,
-#    adversarial term, Inception perceptual term at weight 0.5; docs/method.md §9).
+#    adversarial term, Inception perceptual term at weight 2; docs/method.md §9; the weights chosen on
+#    the val split by benchmarks/perceptual32.sh).
 # 5. The models are packed (float16 parameters) into src/fastdec/assets/models. The diffusion decoders
 #    keep their frozen encoder and one-pass prior by reference to the export they refine (photos32-onepass
 #    for the single-scale teacher, photos32-prior for the S = 3 teacher and the student), so those weights
@@ -36,7 +37,7 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/expo
   --no-progress --set train.steps="${DISTILL_STEPS:-500}" --set train.batch_size=16 --set train.lr=1e-4 \
   --set train.warmup_steps=20 --set train.ema_decay=0.99 --set distill.target=stage_path \
   --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
-  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-0.5}" > "$OUT/ms3-detail-1step.out" 2>&1
+  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step.out" 2>&1
 
 pack() {  # run, bundled name, then pack arguments
   local run=$1 name=$2

@@ -70,7 +70,8 @@ class TrainConfig:
     # prior, frozen (the diffusion decoder then learns only what the one-pass decode misses)
     prior_from: str = ""
     # fine-tuning: start from a trained export of the same model (every model field equal): all its
-    # weights and buffers; the optimiser, schedule and EMA start fresh (e.g. to add a loss term)
+    # weights and buffers; the optimiser, schedule and EMA start fresh (e.g. to add a loss term).
+    # For `fastdec distill`: a trained student export to start from instead of the teacher's weights
     init_from: str = ""
     photos: int = 0  # data "photos": train on the first N train photos only (0 = all; data scaling)
     augment: Literal["flip", "dihedral", "dihedral-rgb"] = "flip"  # embedded photos (data/photos.py)

@@ -152,3 +152,36 @@ def test_distill_trains_on_the_teachers_data_by_default(tmp_path, capsys):
         capsys.readouterr()
         assert main(["distill", "--teacher", str(tmp_path / name), "--dry-run"]) == 0
         assert json.loads(capsys.readouterr().out)["train"]["data"] == data
+
+
+def test_distill_fine_tunes_a_student_export_with_init_from(monkeypatch, tmp_path):
+    """``train.init_from`` starts the student from a trained student's weights, not the teacher's; an
+    export of another model is refused, naming the field."""
+    import fastdec.training.distill as distill_module
+
+    class Started(Exception):
+        pass
+
+    def capture(**kwargs):
+        raise Started(kwargs["model"])
+
+    monkeypatch.setattr(distill_module, "train_loop", capture)
+    teacher = tiny_tokenizer(*S2)
+    teacher.save_pretrained(tmp_path / "teacher")
+    config = resolve(teacher.config, ["train.steps=2", "train.batch_size=2"])
+    trained = build_student(teacher, config)
+    with torch.no_grad():
+        for p in trained.decoder.parameters():
+            p.add_(0.01)
+    trained.save_pretrained(tmp_path / "student")
+    fine_tune = resolve(config, [f"train.init_from={tmp_path / 'student'}"])
+    with pytest.raises(Started) as started:
+        distill_module.distill(tmp_path / "teacher", fine_tune, tmp_path / "run", progress=False)
+    for name, value in started.value.args[0].state_dict().items():
+        torch.testing.assert_close(value, trained.state_dict()[name], msg=name)
+    other = tiny_tokenizer("model.num_stages=3")
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="num_stages"):
+        distill_module.distill(
+            tmp_path / "teacher", resolve(config, [f"train.init_from={tmp_path / 'other'}"]), tmp_path / "r2"
+        )

@@ -1,5 +1,6 @@
 """Figures: the speed-quality plot and the reconstruction grid (PNG, matplotlib Agg)."""
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def reconstruction_grid(
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(name, fontsize=7)
+                ax.set_title("\n".join(textwrap.wrap(name, 24)), fontsize=7)  # long labels: 2-3 lines
     fig.tight_layout()
     _save(fig, path)
 

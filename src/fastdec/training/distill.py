@@ -14,7 +14,7 @@ from fastdec.models.discriminator import Discriminator
 from fastdec.tokenizer import Tokenizer
 from fastdec.training.loop import train_loop
 from fastdec.training.steps import DistillStep
-from fastdec.training.train import LOOP_KEYS, compiled_networks, heldout_psnr_fn
+from fastdec.training.train import LOOP_KEYS, compiled_networks, heldout_psnr_fn, load_initial_weights
 
 
 def student_config(config: Config) -> Config:
@@ -37,6 +37,7 @@ def build_student(teacher: Tokenizer, config: Config) -> Tokenizer:
 
 def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     """Train (or resume) a student from ``teacher_dir``; export its EMA weights to ``run_dir/export``.
+    With ``train.init_from`` (a student export of the same model) it starts from those weights.
 
     ``config`` is the teacher's config with the run's ``train`` and ``distill`` settings.
     """
@@ -46,6 +47,8 @@ def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progre
         raise ValueError("the distillation config's model section must be the teacher's")
     torch.manual_seed(t.seed)
     student = build_student(teacher, config)
+    if t.init_from:  # fine-tune a trained student (its discriminator heads start anew)
+        load_initial_weights(student, t.init_from)
     loss = DistillationLoss(
         teacher,
         target=d.target,
