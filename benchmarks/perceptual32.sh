@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The perceptual and adversarial weights of the S = 3 student's distillation, chosen on 256 val crops in
 # one `fastdec bench` run: the bundled student beside students distilled from the bundled teacher with
-# other weights (the distill command of scripts/train_bundled.sh with PERCEPTUAL_WEIGHT / ADV_WEIGHT),
-# CANDIDATES="label=export ...", each at the temperatures TEMPERATURES, with the one-pass decoder whose
+# other weights (the distill command of scripts/train_bundled.sh with PERCEPTUAL_WEIGHT / ADV_WEIGHT, or
+# a student fine-tuned from one with train.init_from), CANDIDATES="label=export ...", each at the temperatures TEMPERATURES, with the one-pass decoder whose
 # rFID the issues compare with. Output: $DEST/val-perceptual.{md,log,png}.
 set -euo pipefail
 cd "$(dirname "$0")/.."

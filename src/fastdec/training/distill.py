@@ -5,7 +5,6 @@ from pathlib import Path
 
 import torch
 
-from fastdec.bundled import resolve_model
 from fastdec.config import Config, SampleConfig
 from fastdec.data import build_dataset
 from fastdec.losses.distillation import DistillationLoss
@@ -71,7 +70,7 @@ def distill(teacher_dir: str | Path, config: Config, run_dir: str | Path, progre
             "ema_decay": t.ema_decay,
             "steps": step,
             "data": t.data,
-            "teacher": str(resolve_model(teacher_dir)),
+            "teacher": str(teacher_dir),  # as given: a bundled name stays a name
             "distill": dataclasses.asdict(d),
         }
         ema_model.save_pretrained(export_dir, meta=meta)
