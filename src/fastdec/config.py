@@ -80,6 +80,8 @@ class TrainConfig:
     # wall-clock cap of one run of the training loop: after the step that crosses it, save the state,
     # export and stop (re-running the command trains on); 0 = none
     max_minutes: float = 0.0
+    # end the run after this step (state saved, exported) with the lr schedule of `steps`; 0 = steps
+    stop_at: int = 0
     batch_size: int = 64
     lr: float = 3e-4
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
@@ -275,7 +277,7 @@ _LIMITS = {
     "model.mlp_ratio": _Range(0, 64, open_low=True),
     "model.gamma": _Range(0, 1 / 3, open_low=True),
     **dict.fromkeys("train.steps train.log_every train.ckpt_every train.max_nonfinite".split(), _COUNT),
-    **dict.fromkeys(["train.warmup_steps", "train.eval_every"], _Range(0, MAX_STEPS)),
+    **dict.fromkeys(["train.warmup_steps", "train.eval_every", "train.stop_at"], _Range(0, MAX_STEPS)),
     **dict.fromkeys(["train.batch_size", "train.grad_accum", "train.eval_images"], _Range(1, 1 << 20)),
     "train.keep_states": _Range(1, 1000),
     "train.workers": _Range(0, 1024),

@@ -1,4 +1,4 @@
-"""The disk cache of the real images' Inception features (fastdec.eval.metrics.real_features)."""
+"""The disk cache of the real images' Inception features (fastdec.eval.fid_cache.real_features)."""
 
 import multiprocessing
 import warnings
@@ -7,16 +7,11 @@ import pytest
 import torch
 
 from fastdec.cache import cache_dir
-from fastdec.eval import metrics
+from fastdec.eval import fid_cache, metrics
 from fastdec.eval.bench import Setting, compare
 from fastdec.eval.evaluate import evaluate
-from fastdec.eval.metrics import (
-    FIDAccumulator,
-    _save_entry,
-    feature_identity,
-    real_features,
-    real_features_key,
-)
+from fastdec.eval.fid_cache import _save_entry, feature_identity, real_features, real_features_key
+from fastdec.eval.metrics import FIDAccumulator
 from fastdec.models.inception import InceptionFeatures
 from tests.conftest import images, tiny_tokenizer
 
@@ -177,7 +172,8 @@ class _FakeInception(CountingFeatures):
 
 
 def test_evaluate_reuses_and_compare_shares_the_real_features(monkeypatch):
-    monkeypatch.setattr(metrics, "InceptionFeatures", _FakeInception)
+    for module in (metrics, fid_cache):  # the accumulator's features and the cache's
+        monkeypatch.setattr(module, "InceptionFeatures", _FakeInception)
     monkeypatch.setattr(_FakeInception, "seen", 0)
     model, x = tiny_tokenizer(), images(4)
     kw = dict(batch_size=4, timing_repeats=1, steps=1)

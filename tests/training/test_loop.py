@@ -85,6 +85,23 @@ def test_max_minutes_stops_at_a_step_saves_exports_and_the_run_trains_on(tmp_pat
         train_tokenizer(resolve("tiny", ["train.max_minutes=-1"]), tmp_path / "bad", progress=False)
 
 
+def test_stop_at_ends_early_on_the_full_schedule_and_the_run_trains_on(tmp_path):
+    base = ["train.steps=4", "train.ckpt_every=100", "train.log_every=1", "train.warmup_steps=1"]
+    export = train_tokenizer(resolve("tiny", [*base, "train.stop_at=2"]), tmp_path / "run", progress=False)
+    assert [p.name for p in list_states(tmp_path / "run")] == ["state-00000002.pt"]
+    assert json.loads((export / "config.json").read_text())["meta"]["steps"] == 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    t = resolve("tiny", base).train
+    assert records[-1]["lr"] == pytest.approx(
+        lr_at(1, lr=t.lr, steps=4, warmup_steps=1, min_lr_ratio=t.min_lr_ratio)
+    )
+    train_tokenizer(resolve("tiny", base), tmp_path / "run", progress=False)  # stop_at may change
+    train_tokenizer(resolve("tiny", base), tmp_path / "full", progress=False)
+    resumed, full = _weights(tmp_path / "run"), _weights(tmp_path / "full")
+    assert resumed["ema"]["updates"] == 4
+    assert all(torch.equal(v, resumed["model"][k]) for k, v in full["model"].items())
+
+
 def test_init_from_starts_from_the_exports_weights_and_refuses_another_model(tmp_path):
     from fastdec.tokenizer import Tokenizer
     from fastdec.training.train import initial_tokenizer

@@ -7,9 +7,9 @@ student through onnxruntime, exported on the fly) or ``onnx=FILE`` (through that
 ``fastdec export-onnx``).
 Quality comes from one full reconstruction per setting (:func:`fastdec.eval.evaluate.evaluate`
 without its timing); decode times are measured afterwards for all settings round-robin on one fixed
-batch, so machine drift hits every setting alike. An onnx row reports the FLOPs of the same decode
-counted in PyTorch. The real images' Inception features are computed (or read from the disk cache)
-once per comparison and shared by every setting's rFID.
+batch, so machine drift hits every setting alike (the quality pass is their warm-up). An onnx row
+reports the FLOPs of the same decode counted in PyTorch. The real images' Inception features are
+computed (or read from the disk cache) once per comparison and shared by every setting's rFID.
 """
 
 import platform
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from fastdec.eval.evaluate import evaluate, precision
+from fastdec.eval.fid_cache import real_features
 from fastdec.eval.flops import count_flops
-from fastdec.eval.metrics import real_features
 from fastdec.eval.timing import cuda_sync_if_needed, fixed_threads, interleaved_timings
 from fastdec.sampling.settings import OPTIONS, DecodeSettings
 
@@ -112,7 +112,8 @@ def compare(
             z = model.encode(x)
         fns[s.label] = lambda model=model, z=z, kw=s.decode: model.decode(z, **kw)
     with fixed_threads(threads), precision(x.device, autocast):
-        times = interleaved_timings(fns, warmup=1, repeats=repeats, sync=sync)
+        # no warm-up round: each setting has just decoded every batch of this shape for its quality
+        times = interleaved_timings(fns, warmup=0, repeats=repeats, sync=sync)
     for row in rows:
         t = times[row["label"]]
         row["decode_ms_per_image"] = t["median_ms"] / x.shape[0]

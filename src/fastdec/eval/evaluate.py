@@ -72,7 +72,7 @@ def evaluate(
     encoder timed apart from the decoder, CUDA synchronised (``time_decode=False``: the decode is not
     timed, for callers that time it themselves). ``images`` sit on the device to use;
     ``autocast`` (e.g. torch.bfloat16) runs encode and decode in that precision. The Inception
-    features of the real images come from the disk cache of :func:`fastdec.eval.metrics.real_features`
+    features of the real images come from the disk cache of :func:`fastdec.eval.fid_cache.real_features`
     (``fid_cache=False``: computed afresh), or from ``real_features`` (N, 2048) when the caller has them.
 
     Returns:

@@ -252,6 +252,7 @@ def train_loop(
     export_fn: Callable[[nn.Module, int], None] | None = None,
     max_nonfinite: int = 10,
     max_minutes: float = 0.0,
+    stop_at: int = 0,
     progress: bool = True,
 ) -> EMA:
     """Train ``model`` for ``steps`` optimiser steps (resuming from ``run_dir`` if it holds a state).
@@ -261,7 +262,8 @@ def train_loop(
     compiled in place with ``torch.compile`` once the EMA copy exists. ``workers``: DataLoader worker
     processes per rank. ``export_fn(ema_model, step)`` runs on rank 0 at the end, also when the loop
     stops early at ``max_minutes`` (> 0) of wall clock: after the step that crosses it, with a state
-    saved, so the same command trains on. Returns the EMA.
+    saved, so the same command trains on. ``stop_at`` (> 0) ends the run after that step, state saved
+    and exported, with the learning-rate schedule still that of ``steps``. Returns the EMA.
     """
     ctx = distributed.setup(device)
     _check_split(batch_size, ctx.world_size, grad_accum)
@@ -309,8 +311,9 @@ def train_loop(
         nonfinite, t_last, seen, stopped, saved, done = 0, time.perf_counter(), 0, False, start, start
         deadline = t_last + 60 * max_minutes if max_minutes else math.inf
         model.train()
+        last = min(steps, stop_at) if stop_at else steps
         with stop_signals() as stop:
-            for step in range(start, steps):
+            for step in range(start, last):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(
                         step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio
@@ -341,7 +344,7 @@ def train_loop(
                     ema.update(model)
                     seen += batch_size
                     bar.update(1)
-                    if done % log_every == 0 or done == steps or out_of_time:
+                    if done % log_every == 0 or done == last or out_of_time:
                         now = time.perf_counter()
                         record = {
                             "step": done,
@@ -358,11 +361,11 @@ def train_loop(
                         ctx.is_main
                         and eval_fn is not None
                         and eval_every
-                        and (done % eval_every == 0 or done == steps or out_of_time)
+                        and (done % eval_every == 0 or done == last or out_of_time)
                     ):
                         write({"step": done, "eval": eval_fn(ema.model)})
                         t_last = time.perf_counter()
-                    if done % ckpt_every == 0 or done == steps:
+                    if done % ckpt_every == 0 or done == last:
                         save(done)
                         saved = done
                 if stopped or out_of_time:

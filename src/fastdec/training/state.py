@@ -18,7 +18,7 @@ from fastdec.io import atomic_write, parse_json, read_json, remove_stale_temps
 STATE_FORMAT = 1
 # How a run executes, not what it computes: these train settings may change when a run resumes
 # (e.g. on another number of processes or another machine).
-EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers", "max_minutes")
+EXECUTION_KEYS = ("grad_accum", "compile", "device", "workers", "max_minutes", "stop_at")
 # train.steps may grow on resume: the run trains on to the new count, its learning-rate schedule
 # stretched to the new length (a smaller count than a saved step is refused when the state loads)
 EXTENDABLE_KEYS = ("steps",)

@@ -30,7 +30,7 @@ RESIDUAL_IMAGES = 1024  # training crops that set the scale of a residual diffus
 LOOP_KEYS = (
     "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "beta2",
     "grad_clip", "ema_decay", "bf16", "seed", "log_every", "ckpt_every", "keep_states", "eval_every",
-    "max_nonfinite", "grad_accum", "workers", "device", "max_minutes",
+    "max_nonfinite", "grad_accum", "workers", "device", "max_minutes", "stop_at",
 )  # fmt: skip
 
 
