@@ -35,7 +35,7 @@ DEMO_SETTINGS_64 = (  # the 64 px family: an 8 x 8 x 8 latent, so the references
 
 def add_parser(p):
     p.add_argument("--output", default="fastdec-demo", help="folder for the table, JSON and figures")
-    p.add_argument("--limit", type=positive_int, default=64, help="test-split crops to reconstruct")
+    p.add_argument("--limit", type=positive_int, default=48, help="test-split crops to reconstruct")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's)")
     p.add_argument(
         "--resolution", type=int, choices=(32, 64), default=32, help="the bundled family to show (default 32)"
