@@ -13,9 +13,9 @@
 #    adversarial term, Inception perceptual term at weight 2; docs/method.md §9; the weights chosen on
 #    the val split by benchmarks/perceptual32.sh), then fine-tuned from itself (train.init_from, new
 #    discriminator heads) on a 1000-step schedule at lr 5e-5 stopped at step 386 (train.stop_at): val
-#    rFID 155.5 against 158.7 (benchmarks/results/corpus32/narrow/val-continue.md). This is
-#    photos32-ms3-1step.
-# 6. The models are packed (float16 parameters) into src/fastdec/assets/models. The diffusion decoders
+#    rFID 155.5 against 158.7 (benchmarks/results/corpus32/narrow/val-continue.md); then once more, a
+#    full 600-step schedule at lr 5e-5: val rFID 154.2 (val-continue2.md). This is photos32-ms3-1step.
+# 5. The models are packed (float16 parameters) into src/fastdec/assets/models. The diffusion decoders
 #    keep their frozen encoder and one-pass prior by reference to the export they refine (photos32-onepass
 #    for the single-scale teacher, photos32-prior for the S = 3 teacher and the student), so those weights
 #    ship once. Decode defaults (steps, temperature) are the ones chosen on the val split.
@@ -49,6 +49,13 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/expo
   --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
   --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step-ft.out" 2>&1
 
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/export" --run "$OUT/ms3-detail-1step-ft2" \
+  --no-progress --set train.init_from="$OUT/ms3-detail-1step-ft/export" --set train.steps=600 \
+  --set train.batch_size=16 --set train.lr=5e-5 \
+  --set train.warmup_steps=20 --set train.ema_decay=0.99 --set distill.target=stage_path \
+  --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
+  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step-ft2.out" 2>&1
+
 pack() {  # run, bundled name, then pack arguments
   local run=$1 name=$2
   shift 2
@@ -58,4 +65,4 @@ pack onepass photos32-onepass
 pack fullres photos32-fullres --prior-export "$ASSETS/photos32-onepass" --set sample.steps=50 --set sample.temperature=0.7
 NARROW=(--prior-export "$ASSETS/photos32-prior")
 pack ms3-detail photos32-ms3 "${NARROW[@]}" --set sample.steps=4/4/4 --set sample.temperature="${MS_TEMPERATURE:-0.85}"
-pack ms3-detail-1step-ft photos32-ms3-1step "${NARROW[@]}" --set sample.temperature="${STUDENT_TEMPERATURE:-0.85}"
+pack ms3-detail-1step-ft2 photos32-ms3-1step "${NARROW[@]}" --set sample.temperature="${STUDENT_TEMPERATURE:-0.85}"
