@@ -36,25 +36,20 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F train --preset photos32 --set model.num
   --set train.eval_every=500 --set train.eval_images=128 --set train.eval_steps=8 --set train.log_every=10 \
   --no-progress --run "$OUT/ms3-detail" > "$OUT/ms3-detail.out" 2>&1
 
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/export" --run "$OUT/ms3-detail-1step" \
-  --no-progress --set train.steps="${DISTILL_STEPS:-500}" --set train.batch_size=16 --set train.lr=1e-4 \
-  --set train.warmup_steps=20 --set train.ema_decay=0.99 --set distill.target=stage_path \
-  --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
-  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step.out" 2>&1
-
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/export" --run "$OUT/ms3-detail-1step-ft" \
-  --no-progress --set train.init_from="$OUT/ms3-detail-1step/export" --set train.steps=1000 \
-  --set train.stop_at="${FINETUNE_STOP:-386}" --set train.batch_size=16 --set train.lr=5e-5 \
-  --set train.warmup_steps=20 --set train.ema_decay=0.99 --set distill.target=stage_path \
-  --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
-  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step-ft.out" 2>&1
-
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/export" --run "$OUT/ms3-detail-1step-ft2" \
-  --no-progress --set train.init_from="$OUT/ms3-detail-1step-ft/export" --set train.steps=600 \
-  --set train.batch_size=16 --set train.lr=5e-5 \
-  --set train.warmup_steps=20 --set train.ema_decay=0.99 --set distill.target=stage_path \
-  --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" --set distill.perceptual=inception \
-  --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" > "$OUT/ms3-detail-1step-ft2.out" 2>&1
+distill() {  # run, then distill arguments; every round shares the teacher and the loss terms
+  local run=$1
+  shift
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} $F distill --teacher "$OUT/ms3-detail/export" --run "$OUT/$run" \
+    --no-progress --set train.batch_size=16 --set train.warmup_steps=20 --set train.ema_decay=0.99 \
+    --set distill.target=stage_path --set distill.adversarial_weight="${ADV_WEIGHT:-0.5}" \
+    --set distill.perceptual=inception --set distill.perceptual_weight="${PERCEPTUAL_WEIGHT:-2}" \
+    "$@" > "$OUT/$run.out" 2>&1
+}
+distill ms3-detail-1step --set train.steps="${DISTILL_STEPS:-500}" --set train.lr=1e-4
+distill ms3-detail-1step-ft --set train.init_from="$OUT/ms3-detail-1step/export" --set train.steps=1000 \
+  --set train.stop_at="${FINETUNE_STOP:-386}" --set train.lr=5e-5
+distill ms3-detail-1step-ft2 --set train.init_from="$OUT/ms3-detail-1step-ft/export" --set train.steps=600 \
+  --set train.lr=5e-5
 
 pack() {  # run, bundled name, then pack arguments
   local run=$1 name=$2
